@@ -1,0 +1,256 @@
+//! Inbound messages: one struct per MQTT topic / HTTP endpoint.
+//!
+//! Every message carries an [`Envelope`] (flattened into the top-level
+//! object): `v` (protocol version), `id` (unique, used to deduplicate
+//! retries) and `ts` (when the sender made the message). Fields whose value
+//! is implied by the topic or URL (`team_id` on `eoc/v1/teams/{team_id}/…`)
+//! may be omitted from the body; when present they must agree with it.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::{AreaGeometry, EarthquakeSource};
+use crate::types::{
+    AlertStatus, Certainty, Hazard, MsgType, Service, Severity, SiteStatus, Skill, TaskState, TeamStatus,
+    Urgency,
+};
+
+/// Version, unique id and timestamp that every message carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Protocol version; must be 1.
+    pub v: u32,
+    /// Unique message id chosen by the sender (1–64 characters of
+    /// `A-Z a-z 0-9 . _ : -`); a retry reuses it and is acknowledged again
+    /// without a second effect.
+    pub id: String,
+    /// When the sender made the message (RFC 3339 with offset). At most
+    /// five minutes in the future of the server's clock.
+    pub ts: DateTime<Utc>,
+}
+
+/// A hazard alert from a CoES chair: topic `eoc/v1/alerts`, `POST /api/v1/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertMsg {
+    /// Version, id, timestamp.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The alert this message creates, updates or cancels.
+    pub alert_id: String,
+    /// New alert, update or cancellation. Default `alert`.
+    #[serde(default = "default_msg_type")]
+    pub msg_type: MsgType,
+    /// Real, exercise, test or draft. Default `actual`.
+    #[serde(default = "default_alert_status")]
+    pub status: AlertStatus,
+    /// Required unless `msg_type` is `cancel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hazard: Option<Hazard>,
+    /// CAP urgency; default `unknown`.
+    #[serde(default = "default_urgency")]
+    pub urgency: Urgency,
+    /// CAP severity; default `unknown`.
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// CAP certainty; default `unknown`.
+    #[serde(default = "default_certainty")]
+    pub certainty: Certainty,
+    /// One line for boards and phones (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
+    /// Free text (at most 4,096 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When the alert stops being active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The earthquake source; required for `hazard: earthquake`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earthquake: Option<EarthquakeSource>,
+    /// The affected area; required for mudslide, flood and avalanche.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<AreaGeometry>,
+    /// Extra margin around `area`, metres (0..50,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_m: Option<f64>,
+}
+
+fn default_msg_type() -> MsgType {
+    MsgType::Alert
+}
+fn default_alert_status() -> AlertStatus {
+    AlertStatus::Actual
+}
+fn default_urgency() -> Urgency {
+    Urgency::Unknown
+}
+fn default_severity() -> Severity {
+    Severity::Unknown
+}
+fn default_certainty() -> Certainty {
+    Certainty::Unknown
+}
+
+/// A team's position: topic `eoc/v1/teams/{team_id}/position`,
+/// `POST /api/v1/teams/{team_id}/position`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TeamPositionMsg {
+    /// Version, id, timestamp.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The team; implied by the topic or URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    /// Latitude, degrees north.
+    pub lat: f64,
+    /// Longitude, degrees east.
+    pub lon: f64,
+    /// Horizontal accuracy, metres (≥ 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_m: Option<f64>,
+    /// When the fix was taken; default `ts`. A fix older than the one held
+    /// does not move the team back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Phone battery, percent 0..100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_pct: Option<f64>,
+    /// Ground speed, metres per second (≥ 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mps: Option<f64>,
+    /// Course over ground, degrees 0..360.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading_deg: Option<f64>,
+    /// Altitude above sea level, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude_m: Option<f64>,
+}
+
+/// A team's status: topic `eoc/v1/teams/{team_id}/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TeamStatusMsg {
+    /// Version, id, timestamp.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The team; implied by the topic or URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    /// The new status.
+    pub status: TeamStatus,
+    /// Phone battery, percent 0..100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_pct: Option<f64>,
+    /// Free text (at most 1,024 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A site's capacity, occupancy, status or services, from its manager:
+/// topic `eoc/v1/sites/{site_id}/capacity`. Absent fields keep their value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SiteCapacityMsg {
+    /// Version, id, timestamp.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The site; implied by the topic or URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    /// Persons the site can hold (0..1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<i64>,
+    /// Persons there now (0..1,000,000); above capacity is accepted and
+    /// flagged as overcrowding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupancy: Option<i64>,
+    /// Open, closed or full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SiteStatus>,
+    /// Services offered now (replaces the list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<Service>>,
+    /// Free text (at most 1,024 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A team moves its task on: topic `eoc/v1/tasks/{task_id}/ack`,
+/// `POST /api/v1/tasks/{task_id}/ack`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskUpdateMsg {
+    /// Version, id, timestamp.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The task; implied by the topic or URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The state the team moves the task to; default `acknowledged`.
+    /// One of acknowledged, en_route, on_site, completed, declined.
+    #[serde(default = "default_task_state")]
+    pub state: TaskState,
+    /// Free text (at most 1,024 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn default_task_state() -> TaskState {
+    TaskState::Acknowledged
+}
+
+/// An operator sends a team somewhere (`POST /api/v1/tasks`), or cancels a
+/// task. Exactly one of `village_id` and `site_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskAssignMsg {
+    /// Version, id, timestamp.
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The team to send.
+    pub team_id: String,
+    /// Where to: a village…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub village_id: Option<String>,
+    /// …or a site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    /// The alert this task serves, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<String>,
+    /// The skill needed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill: Option<Skill>,
+    /// Free text (at most 1,024 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Any inbound message, tagged by `type`; this is what WebSocket clients send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Inbound {
+    /// A hazard alert.
+    Alert(AlertMsg),
+    /// A team position.
+    TeamPosition(TeamPositionMsg),
+    /// A team status.
+    TeamStatus(TeamStatusMsg),
+    /// A site capacity update.
+    SiteCapacity(SiteCapacityMsg),
+    /// A task transition by its team.
+    TaskUpdate(TaskUpdateMsg),
+    /// A task assignment by an operator.
+    TaskAssign(TaskAssignMsg),
+}
+
+impl Inbound {
+    /// The message's envelope.
+    pub fn envelope(&self) -> &Envelope {
+        match self {
+            Inbound::Alert(m) => &m.envelope,
+            Inbound::TeamPosition(m) => &m.envelope,
+            Inbound::TeamStatus(m) => &m.envelope,
+            Inbound::SiteCapacity(m) => &m.envelope,
+            Inbound::TaskUpdate(m) => &m.envelope,
+            Inbound::TaskAssign(m) => &m.envelope,
+        }
+    }
+}

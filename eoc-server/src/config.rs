@@ -1,0 +1,186 @@
+//! Configuration: one struct with sections, layered built-in defaults →
+//! `config/eoc.toml` (or `--config FILE`) → `EOC_*` environment variables →
+//! command-line flags. Built once in `main` and passed explicitly.
+//!
+//! Configuration is not a wire type, so it derives `Deserialize` here.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The scenario directory loaded at start.
+    pub scenario: PathBuf,
+    /// Where the journal and snapshots live.
+    pub data_dir: PathBuf,
+    /// HTTP and WebSocket listener.
+    pub http: HttpConfig,
+    /// The MQTT broker connection.
+    pub mqtt: MqttConfig,
+    /// Journal and snapshots.
+    pub journal: JournalConfig,
+    /// Impact, allocation and dispatch.
+    pub engine: EngineSection,
+    /// Phone protocols (OwnTracks, OsmAnd).
+    pub phones: PhonesConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scenario: PathBuf::from("config/scenarios/tajikistan"),
+            data_dir: PathBuf::from("data"),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            journal: JournalConfig::default(),
+            engine: EngineSection::default(),
+            phones: PhonesConfig::default(),
+        }
+    }
+}
+
+/// HTTP and WebSocket listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `ADDR:PORT`; port 0 picks a free port (tests).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".to_owned() }
+    }
+}
+
+/// The MQTT broker connection.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Whether to connect at all (`--no-mqtt` turns it off).
+    pub enabled: bool,
+    /// `mqtt://HOST:PORT` (or `mqtts://` for TLS).
+    pub url: String,
+    /// Client id; fixed so the broker keeps the persistent session.
+    pub client_id: String,
+    /// Topic prefix of eoc's own topics.
+    pub topic_prefix: String,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Broker password (never logged).
+    pub password: Option<String>,
+    /// Keep-alive, seconds.
+    pub keep_alive_s: u64,
+    /// Whether to accept OwnTracks topics (`owntracks/+/+`, `owntracks/+/+/event`).
+    pub owntracks: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            url: "mqtt://127.0.0.1:1883".to_owned(),
+            client_id: "eoc-server".to_owned(),
+            topic_prefix: "eoc/v1".to_owned(),
+            username: None,
+            password: None,
+            keep_alive_s: 30,
+            owntracks: true,
+        }
+    }
+}
+
+/// Journal and snapshots.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Take a snapshot after this many journal entries, so restart replays
+    /// at most this many.
+    pub snapshot_every: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { snapshot_every: 50_000 }
+    }
+}
+
+/// Impact, allocation and dispatch settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// A village is affected at or above this MSK intensity.
+    pub threshold_intensity: f64,
+    /// `[[min_intensity, rate], …]`: share of residents displaced by band.
+    pub displacement_by_intensity: Vec<[f64; 2]>,
+    /// Share displaced by area hazards: extreme, severe, moderate, minor, unknown.
+    pub displacement_by_severity: [f64; 5],
+    /// Sites further than this from a village are not used for it, metres.
+    pub allocation_max_distance_m: f64,
+    /// A task not acknowledged within this time times out, seconds.
+    pub ack_timeout_s: u64,
+    /// Whether proposals of actual alerts are assigned at once.
+    pub auto_assign: bool,
+    /// At most this many villages of one alert get a team.
+    pub max_tasks_per_alert: usize,
+    /// Teams further than this are not sent, metres.
+    pub dispatch_max_distance_m: f64,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let e = crate::core::engine::EngineConfig::default();
+        EngineSection {
+            threshold_intensity: e.impact.threshold_intensity,
+            displacement_by_intensity: e.impact.rates.by_intensity.iter().map(|&(i, r)| [i, r]).collect(),
+            displacement_by_severity: e.impact.rates.by_severity,
+            allocation_max_distance_m: e.allocation.max_distance_m,
+            ack_timeout_s: (e.dispatch.ack_timeout_ms / 1000) as u64,
+            auto_assign: e.dispatch.auto_assign,
+            max_tasks_per_alert: e.dispatch.max_tasks_per_alert,
+            dispatch_max_distance_m: e.dispatch.max_distance_m,
+        }
+    }
+}
+
+impl EngineSection {
+    /// The core's settings.
+    pub fn to_engine_config(&self) -> crate::core::engine::EngineConfig {
+        use crate::core::{allocation::AllocParams, engine, impact};
+        engine::EngineConfig {
+            impact: impact::ImpactParams {
+                threshold_intensity: self.threshold_intensity,
+                rates: impact::DisplacementRates {
+                    by_intensity: self.displacement_by_intensity.iter().map(|&[i, r]| (i, r)).collect(),
+                    by_severity: self.displacement_by_severity,
+                },
+            },
+            allocation: AllocParams { max_distance_m: self.allocation_max_distance_m },
+            dispatch: engine::DispatchParams {
+                ack_timeout_ms: i64::try_from(self.ack_timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+                auto_assign: self.auto_assign,
+                max_tasks_per_alert: self.max_tasks_per_alert,
+                max_distance_m: self.dispatch_max_distance_m,
+            },
+        }
+    }
+}
+
+/// Phone protocol settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhonesConfig {
+    /// Unit of OsmAnd `speed`: `kn` (Traccar Client's), `kmh`, `mps` or `mph`.
+    pub osmand_speed_unit: String,
+    /// Radius of the geofences pushed to OwnTracks phones around sites, metres.
+    pub waypoint_radius_m: f64,
+}
+
+impl Default for PhonesConfig {
+    fn default() -> Self {
+        PhonesConfig { osmand_speed_unit: "kn".to_owned(), waypoint_radius_m: 150.0 }
+    }
+}

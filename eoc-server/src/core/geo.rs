@@ -1,0 +1,208 @@
+//! Geographic primitives: validated coordinates and exact great-circle
+//! distances.
+//!
+//! Distances are great-circle metres on a sphere of the WGS84 mean radius
+//! (IUGG R1 = 6,371,008.8 m). For nearest-neighbour work points are mapped to
+//! unit vectors in 3-D: the straight-line (chord) distance between two unit
+//! vectors is a strictly increasing function of the great-circle angle, so
+//! ordering by chord is ordering by great-circle distance, with no trouble at
+//! the poles or across ±180°.
+
+/// Mean Earth radius of WGS84 (IUGG R1), metres.
+pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// A point on Earth: latitude and longitude in decimal degrees, finite and in
+/// range. Fields are private so every `LatLon` is valid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatLon {
+    lat: f64,
+    lon: f64,
+}
+
+/// Why a coordinate pair is not a point on Earth.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum CoordError {
+    /// Latitude not finite or outside −90..90.
+    #[error("latitude {0} is not within -90..90")]
+    Lat(f64),
+    /// Longitude not finite or outside −180..180.
+    #[error("longitude {0} is not within -180..180")]
+    Lon(f64),
+}
+
+impl LatLon {
+    /// Validates a coordinate pair.
+    pub fn new(lat: f64, lon: f64) -> Result<Self, CoordError> {
+        if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+            return Err(CoordError::Lat(lat));
+        }
+        if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
+            return Err(CoordError::Lon(lon));
+        }
+        Ok(LatLon { lat, lon })
+    }
+
+    /// Latitude, degrees north.
+    pub fn lat(self) -> f64 {
+        self.lat
+    }
+
+    /// Longitude, degrees east.
+    pub fn lon(self) -> f64 {
+        self.lon
+    }
+
+    /// GeoJSON position `[lon, lat]`.
+    pub fn lon_lat(self) -> [f64; 2] {
+        [self.lon, self.lat]
+    }
+
+    /// The point as a unit vector (x towards 0°N 0°E, z towards the North Pole).
+    pub fn to_unit(self) -> [f64; 3] {
+        let (sin_lat, cos_lat) = self.lat.to_radians().sin_cos();
+        let (sin_lon, cos_lon) = self.lon.to_radians().sin_cos();
+        [cos_lat * cos_lon, cos_lat * sin_lon, sin_lat]
+    }
+
+    /// The point of a unit vector (need not be exactly unit length).
+    pub fn from_unit(v: [f64; 3]) -> LatLon {
+        let [x, y, z] = v;
+        let lat = z.atan2(x.hypot(y)).to_degrees().clamp(-90.0, 90.0);
+        let lon = if x == 0.0 && y == 0.0 { 0.0 } else { y.atan2(x).to_degrees().clamp(-180.0, 180.0) };
+        LatLon { lat, lon }
+    }
+
+    /// Great-circle distance in metres (haversine, stable for small and
+    /// antipodal distances alike).
+    pub fn distance_m(self, other: LatLon) -> f64 {
+        haversine_m(self, other)
+    }
+}
+
+/// Great-circle distance in metres by the haversine formula.
+pub fn haversine_m(a: LatLon, b: LatLon) -> f64 {
+    let (lat1, lat2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = lat2 - lat1;
+    let dlon = (b.lon - a.lon).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+}
+
+/// Squared chord length between two unit vectors.
+pub fn chord_sq(a: [f64; 3], b: [f64; 3]) -> f64 {
+    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    dx * dx + dy * dy + dz * dz
+}
+
+/// Great-circle metres for a squared chord between unit vectors.
+pub fn chord_sq_to_m(chord_sq: f64) -> f64 {
+    let half = (chord_sq.max(0.0).sqrt() / 2.0).min(1.0);
+    2.0 * EARTH_RADIUS_M * half.asin()
+}
+
+/// Squared chord between unit vectors for a great-circle distance in metres
+/// (distances beyond half the circumference give the antipodal chord, 4).
+pub fn m_to_chord_sq(distance_m: f64) -> f64 {
+    let angle = (distance_m.max(0.0) / EARTH_RADIUS_M).min(std::f64::consts::PI);
+    let chord = 2.0 * (angle / 2.0).sin();
+    chord * chord
+}
+
+/// Great-circle distance in metres from point `p` to the great-circle arc
+/// from `a` to `b` (the shorter arc). Used for buffers around areas.
+pub fn distance_to_segment_m(p: LatLon, a: LatLon, b: LatLon) -> f64 {
+    let (pu, au, bu) = (p.to_unit(), a.to_unit(), b.to_unit());
+    let n = cross(au, bu);
+    let n_len = norm(n);
+    if n_len < 1e-15 {
+        // a and b coincide (or are antipodal): distance to the point a.
+        return haversine_m(p, a).min(haversine_m(p, b));
+    }
+    let n = [n[0] / n_len, n[1] / n_len, n[2] / n_len];
+    // Projection of p on the great circle through a and b.
+    let d = dot(pu, n);
+    let proj = [pu[0] - d * n[0], pu[1] - d * n[1], pu[2] - d * n[2]];
+    let proj_len = norm(proj);
+    if proj_len > 1e-15 {
+        let q = [proj[0] / proj_len, proj[1] / proj_len, proj[2] / proj_len];
+        // q lies on the arc a→b when it is "between" them: both a×q and q×b
+        // point the same way as the normal.
+        if dot(cross(au, q), n) >= 0.0 && dot(cross(q, bu), n) >= 0.0 {
+            return d.abs().min(1.0).asin() * EARTH_RADIUS_M;
+        }
+    }
+    haversine_m(p, a).min(haversine_m(p, b))
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn norm(a: [f64; 3]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(lat: f64, lon: f64) -> LatLon {
+        LatLon::new(lat, lon).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn rejects_out_of_range_and_non_finite() {
+        assert_eq!(LatLon::new(90.1, 0.0), Err(CoordError::Lat(90.1)));
+        assert_eq!(LatLon::new(0.0, -180.5), Err(CoordError::Lon(-180.5)));
+        assert!(LatLon::new(f64::NAN, 0.0).is_err());
+        assert!(LatLon::new(0.0, f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn known_distances() {
+        // Dushanbe to Khujand, about 205 km as the crow flies.
+        let d = p(38.5598, 68.7870).distance_m(p(40.2826, 69.6222));
+        assert!((d - 204_000.0).abs() < 10_000.0, "{d}");
+        // A quarter of the equator.
+        let q = p(0.0, 0.0).distance_m(p(0.0, 90.0));
+        assert!((q - EARTH_RADIUS_M * std::f64::consts::FRAC_PI_2).abs() < 1e-6);
+        // Across the antimeridian: 0.2° of longitude on the equator, not 359.8°.
+        let a = p(0.0, 179.9).distance_m(p(0.0, -179.9));
+        assert!((a - 22_239.0).abs() < 5.0, "{a}");
+    }
+
+    #[test]
+    fn segment_distance_is_cross_track_inside_and_endpoint_outside() {
+        let a = p(0.0, 0.0);
+        let b = p(0.0, 1.0);
+        let mid_north = p(0.1, 0.5);
+        let d = distance_to_segment_m(mid_north, a, b);
+        assert!((d - p(0.1, 0.5).distance_m(p(0.0, 0.5))).abs() < 1.0, "{d}");
+        let beyond = p(0.0, 2.0);
+        assert!((distance_to_segment_m(beyond, a, b) - beyond.distance_m(b)).abs() < 1e-6);
+    }
+
+    proptest! {
+        #[test]
+        fn chord_distance_agrees_with_haversine(
+            lat1 in -90.0f64..=90.0, lon1 in -180.0f64..=180.0,
+            lat2 in -90.0f64..=90.0, lon2 in -180.0f64..=180.0,
+        ) {
+            let (a, b) = (p(lat1, lon1), p(lat2, lon2));
+            let via_chord = chord_sq_to_m(chord_sq(a.to_unit(), b.to_unit()));
+            prop_assert!((via_chord - a.distance_m(b)).abs() < 1e-3 * (1.0 + via_chord / 1e6));
+            prop_assert!((m_to_chord_sq(via_chord) - chord_sq(a.to_unit(), b.to_unit())).abs() < 1e-9);
+        }
+
+        #[test]
+        fn unit_vector_round_trips(lat in -89.9f64..=89.9, lon in -179.9f64..=179.9) {
+            let back = LatLon::from_unit(p(lat, lon).to_unit());
+            prop_assert!((back.lat() - lat).abs() < 1e-9 && (back.lon() - lon).abs() < 1e-9);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Exact great-circle nearest-neighbour and radius queries over points.
+//!
+//! Points are stored as unit vectors in an R-tree ([`rstar`]): chord order is
+//! great-circle order, so the R-tree's Euclidean nearest-neighbour search
+//! returns exact great-circle answers everywhere on the globe. Each entry
+//! carries a small `Copy` key (an index into the world's tables).
+
+use rstar::primitives::GeomWithData;
+use rstar::{RStarInsertionStrategy, RTree, RTreeParams};
+
+use super::geo::{LatLon, chord_sq_to_m, m_to_chord_sq};
+
+type Entry<K> = GeomWithData<[f64; 3], K>;
+
+/// R*-tree parameters without forced reinsertion. rstar 0.12's forced
+/// reinsertion can corrupt the tree when many entries share one position
+/// (teams waiting at the same district centre; a proptest found it), and it
+/// gains little for points that move constantly.
+#[derive(Debug, Clone, Copy)]
+pub struct Params;
+
+impl RTreeParams for Params {
+    const MIN_SIZE: usize = 3;
+    const MAX_SIZE: usize = 8;
+    const REINSERTION_COUNT: usize = 0;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
+
+/// A set of keyed points on the sphere.
+#[derive(Debug, Clone)]
+pub struct PointIndex<K: Copy + PartialEq> {
+    tree: RTree<Entry<K>, Params>,
+}
+
+impl<K: Copy + PartialEq> Default for PointIndex<K> {
+    fn default() -> Self {
+        PointIndex { tree: RTree::new_with_params() }
+    }
+}
+
+impl<K: Copy + PartialEq> PointIndex<K> {
+    /// Bulk-loads an index (much faster and better balanced than inserting
+    /// one by one).
+    pub fn bulk_load(points: impl IntoIterator<Item = (K, LatLon)>) -> Self {
+        let entries = points.into_iter().map(|(k, at)| Entry::new(at.to_unit(), k)).collect();
+        PointIndex { tree: RTree::bulk_load_with_params(entries) }
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.tree.size()
+    }
+
+    /// Whether the index holds no point.
+    pub fn is_empty(&self) -> bool {
+        self.tree.size() == 0
+    }
+
+    /// Adds a point.
+    pub fn insert(&mut self, key: K, at: LatLon) {
+        self.tree.insert(Entry::new(at.to_unit(), key));
+    }
+
+    /// Removes the point `key` stored at `at`; returns whether it was there.
+    pub fn remove(&mut self, key: K, at: LatLon) -> bool {
+        self.tree.remove(&Entry::new(at.to_unit(), key)).is_some()
+    }
+
+    /// Moves `key` from `from` to `to` (remove and re-insert).
+    pub fn relocate(&mut self, key: K, from: LatLon, to: LatLon) {
+        self.remove(key, from);
+        self.insert(key, to);
+    }
+
+    /// The `k` nearest points to `at`, nearest first, with great-circle metres.
+    pub fn nearest(&self, at: LatLon, k: usize) -> Vec<(K, f64)> {
+        self.nearest_iter(at).take(k).collect()
+    }
+
+    /// Points in order of great-circle distance from `at`, lazily: combine
+    /// with `filter` and `take` for "nearest open site with room".
+    pub fn nearest_iter(&self, at: LatLon) -> impl Iterator<Item = (K, f64)> + '_ {
+        self.tree
+            .nearest_neighbor_iter_with_distance_2(&at.to_unit())
+            .map(|(e, d2)| (e.data, chord_sq_to_m(d2)))
+    }
+
+    /// Every point within `radius_m` great-circle metres of `at`, unordered.
+    pub fn within(&self, at: LatLon, radius_m: f64) -> impl Iterator<Item = (K, f64)> + '_ {
+        let query = at.to_unit();
+        // A hair of slack so points exactly on the radius are not lost to
+        // rounding in the chord conversion; the exact check follows.
+        let chord2 = m_to_chord_sq(radius_m) * (1.0 + 1e-12) + 1e-18;
+        self.tree.locate_within_distance(query, chord2).filter_map(move |e| {
+            let d = chord_sq_to_m(super::geo::chord_sq(*e.geom(), query));
+            (d <= radius_m).then_some((e.data, d))
+        })
+    }
+
+    /// All keys with their positions, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (K, LatLon)> + '_ {
+        self.tree.iter().map(|e| (e.data, LatLon::from_unit(*e.geom())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(lat: f64, lon: f64) -> LatLon {
+        LatLon::new(lat, lon).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn brute_nearest(points: &[LatLon], q: LatLon) -> f64 {
+        points.iter().map(|x| x.distance_m(q)).fold(f64::INFINITY, f64::min)
+    }
+
+    fn coord() -> impl Strategy<Value = LatLon> {
+        prop_oneof![
+            // anywhere
+            (-90.0f64..=90.0, -180.0f64..=180.0),
+            // near the poles
+            (85.0f64..=90.0, -180.0f64..=180.0),
+            (-90.0f64..=-85.0, -180.0f64..=180.0),
+            // either side of the antimeridian
+            (-60.0f64..=60.0, prop_oneof![175.0f64..=180.0, -180.0f64..=-175.0]),
+        ]
+        .prop_map(|(lat, lon)| p(lat, lon))
+    }
+
+    /// Teams start stacked at a few district centres and shuttle between
+    /// them: the index must survive many entries sharing one position.
+    #[test]
+    fn many_points_sharing_positions_move_without_corrupting_the_tree() {
+        let spots = [p(38.56, 68.78), p(40.28, 69.62), p(37.49, 71.55), p(38.56, 68.78), p(-85.0, 0.0)];
+        let mut at: Vec<LatLon> = (0..500).map(|i| spots[i % spots.len()]).collect();
+        let mut index = PointIndex::bulk_load(at.iter().copied().enumerate());
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % 500) as usize;
+            let to = spots[((x >> 20) % spots.len() as u64) as usize];
+            index.relocate(i, at[i], to);
+            at[i] = to;
+        }
+        assert_eq!(index.len(), 500);
+        let q = p(40.0, 69.0);
+        assert!((index.nearest(q, 1)[0].1 - brute_nearest(&at, q)).abs() < 1e-6);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn nearest_equals_brute_force_haversine(
+            points in prop::collection::vec(coord(), 1..200),
+            q in coord(),
+            k in 1usize..12,
+        ) {
+            let index = PointIndex::bulk_load(points.iter().copied().enumerate());
+            let got = index.nearest(q, k);
+            prop_assert_eq!(got.len(), k.min(points.len()));
+            prop_assert!((got[0].1 - brute_nearest(&points, q)).abs() < 1e-6);
+            let mut all: Vec<f64> = points.iter().map(|x| x.distance_m(q)).collect();
+            all.sort_by(f64::total_cmp);
+            for (i, (key, d)) in got.iter().enumerate() {
+                prop_assert!((d - all[i]).abs() < 1e-6, "rank {} got {} want {}", i, d, all[i]);
+                prop_assert!((points[*key].distance_m(q) - d).abs() < 1e-6);
+            }
+        }
+
+        #[test]
+        fn within_equals_brute_force(
+            points in prop::collection::vec(coord(), 0..200),
+            q in coord(),
+            radius_m in 0.0f64..3_000_000.0,
+        ) {
+            let index = PointIndex::bulk_load(points.iter().copied().enumerate());
+            let mut got: Vec<usize> = index.within(q, radius_m).map(|(k, _)| k).collect();
+            got.sort_unstable();
+            let want: Vec<usize> = (0..points.len())
+                .filter(|&i| points[i].distance_m(q) <= radius_m)
+                .collect();
+            // Points within a micrometre of the radius may fall either way.
+            let borderline = |i: &usize| (points[*i].distance_m(q) - radius_m).abs() < 1e-6;
+            let got_f: Vec<usize> = got.iter().copied().filter(|i| !borderline(i)).collect();
+            let want_f: Vec<usize> = want.iter().copied().filter(|i| !borderline(i)).collect();
+            prop_assert_eq!(got_f, want_f);
+        }
+
+        #[test]
+        fn moving_points_are_found_at_their_new_place(
+            points in prop::collection::vec(coord(), 1..50),
+            moves in prop::collection::vec((0usize..50, coord()), 0..30),
+            q in coord(),
+        ) {
+            let mut pts = points.clone();
+            let mut index = PointIndex::bulk_load(pts.iter().copied().enumerate());
+            for (i, to) in moves {
+                let i = i % pts.len();
+                index.relocate(i, pts[i], to);
+                pts[i] = to;
+            }
+            prop_assert_eq!(index.len(), pts.len());
+            let got = index.nearest(q, 1);
+            prop_assert!((got[0].1 - brute_nearest(&pts, q)).abs() < 1e-6);
+        }
+    }
+}
