@@ -67,6 +67,8 @@ pub struct WhatIf {
     pub tasks: Vec<TaskView>,
     /// Time the engine took, microseconds.
     pub elapsed_us: u128,
+    /// Names of the villages and sites named in the result, by id.
+    pub names: std::collections::HashMap<String, String>,
 }
 
 /// Parses `LAT,LON,DEPTH_KM,MAG`.
@@ -184,9 +186,26 @@ pub fn evaluate(mut engine: Engine, msg: AlertMsg) -> Result<WhatIf, Problems> {
     let started = Instant::now();
     engine.apply(&Command::Alert(msg), "whatif", now.timestamp_millis())?;
     let elapsed_us = started.elapsed().as_micros();
+    let impact = engine.impact_view(0);
+    let world = engine.world();
+    let mut names = std::collections::HashMap::new();
+    for a in &impact.allocations {
+        for (id, name) in [
+            (&a.village_id, world.village_idx(&a.village_id).map(|v| &world.village(v).name)),
+            (&a.site_id, world.site_idx(&a.site_id).map(|s| &world.site(s).name)),
+        ] {
+            if let Some(name) = name {
+                names.insert(id.clone(), name.clone());
+            }
+        }
+    }
+    for v in &impact.villages {
+        names.insert(v.village_id.clone(), v.name.clone());
+    }
     Ok(WhatIf {
+        names,
         alert: engine.alert_view(0),
-        impact: engine.impact_view(0),
+        impact,
         tasks: engine
             .tasks()
             .iter()
@@ -303,13 +322,14 @@ pub fn render(w: &WhatIf, top: usize) -> String {
     let _ = writeln!(s, "(* population estimated from district totals)");
 
     let _ = writeln!(s, "\nAllocation (first {top} of {}):", imp.allocations.len());
-    let _ = writeln!(s, "{:<24} {:<32} {:>8} {:>8}", "village", "site", "persons", "km");
+    let name = |id: &str| w.names.get(id).map_or(id, String::as_str).to_owned();
+    let _ = writeln!(s, "{:<24} {:<40} {:>8} {:>8}", "village", "site", "persons", "km");
     for a in imp.allocations.iter().take(top) {
         let _ = writeln!(
             s,
-            "{:<24} {:<32} {:>8} {:>8.1}",
-            clip(&a.village_id, 24),
-            clip(&a.site_id, 32),
+            "{:<24} {:<40} {:>8} {:>8.1}",
+            clip(&name(&a.village_id), 24),
+            clip(&format!("{} ({})", name(&a.site_id), a.site_id), 40),
             a.persons,
             a.distance_m / 1000.0
         );
@@ -324,7 +344,7 @@ pub fn render(w: &WhatIf, top: usize) -> String {
             imp.shortfall.len()
         );
         for sh in imp.shortfall.iter().take(top) {
-            let _ = writeln!(s, "  {:<24} {:>8}", clip(&sh.village_id, 24), sh.persons);
+            let _ = writeln!(s, "  {:<24} {:>8}", clip(&name(&sh.village_id), 24), sh.persons);
         }
     }
 
@@ -340,7 +360,7 @@ pub fn render(w: &WhatIf, top: usize) -> String {
             "{:<8} {:<22} {:<24} {:<14} {:>8.1} {:<10}",
             task.task_id,
             clip(&task.team_id, 22),
-            clip(task.village_id.as_deref().unwrap_or("-"), 24),
+            clip(&task.village_id.as_deref().map_or("-".to_owned(), name), 24),
             task.skill.map_or("-".to_owned(), |k| k.to_string()),
             task.distance_m / 1000.0,
             task.state
