@@ -195,6 +195,31 @@ pub fn check_id(field: &str, id: &str, problems: &mut Problems) {
     }
 }
 
+/// Builds a valid message id from parts that may hold any characters (a
+/// phone's user and device names, a fix time), for messages that edges make
+/// from other formats: parts are joined with `:`, characters outside the id
+/// alphabet become `_`, and an id longer than 64 characters keeps its first
+/// 47 and a 16-digit hash of the whole, so that the same parts always give
+/// the same id (which is what deduplication needs).
+pub fn message_id(parts: &[&str]) -> String {
+    let joined = parts.join(":");
+    let clean: String = joined
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-') { c } else { '_' })
+        .collect();
+    if clean.is_empty() {
+        return "_".to_owned();
+    }
+    if clean.len() <= MAX_ID_CHARS {
+        return clean;
+    }
+    // FNV-1a: stable across Rust releases, unlike `DefaultHasher`.
+    let hash = joined
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{}-{hash:016x}", &clean[..47])
+}
+
 /// Checks an optional id.
 fn check_opt_id(field: &str, id: Option<&String>, problems: &mut Problems) {
     if let Some(id) = id {
