@@ -12,14 +12,18 @@ pub type Position = [f64; 2];
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EarthquakeSource {
     /// Epicentre latitude, degrees north, −90..90.
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
     /// Epicentre longitude, degrees east, −180..180.
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
     /// Hypocentre depth in km, 0..700. Absent: the fixed-depth form of the
     /// intensity equation (h = 15 km) is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 700.0))]
     pub depth_km: Option<f64>,
     /// Moment magnitude, 0..10 (the intensity equation is calibrated for 4.6–8.3).
+    #[schemars(range(min = 0.0, max = 10.0))]
     pub magnitude: f64,
 }
 
@@ -41,10 +45,13 @@ pub enum AreaGeometry {
     /// A circle on the ground (not GeoJSON): centre and great-circle radius.
     Circle {
         /// Centre latitude, degrees.
+        #[schemars(range(min = -90.0, max = 90.0))]
         lat: f64,
         /// Centre longitude, degrees.
+        #[schemars(range(min = -180.0, max = 180.0))]
         lon: f64,
         /// Radius in metres, > 0 and at most 1,000 km.
+        #[schemars(range(max = 1_000_000.0), extend("exclusiveMinimum" = 0.0))]
         radius_m: f64,
     },
 }
