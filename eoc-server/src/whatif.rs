@@ -15,7 +15,7 @@ use eoc_protocol::delta::{ImpactView, TaskView};
 use eoc_protocol::geometry::{AreaGeometry, EarthquakeSource, Position};
 use eoc_protocol::messages::{AlertMsg, Envelope};
 use eoc_protocol::types::{AlertStatus, Hazard, MsgType};
-use eoc_protocol::validate::Problems;
+use eoc_protocol::validate::{Problems, Validate};
 
 use crate::core::engine::{self, Command, Engine, EngineConfig};
 
@@ -180,8 +180,8 @@ pub fn alert_for(args: &WhatifArgs) -> anyhow::Result<AlertMsg> {
 /// Runs the engine on `engine` for `msg` (a fresh engine over the scenario).
 pub fn evaluate(mut engine: Engine, msg: AlertMsg) -> Result<WhatIf, Problems> {
     let now = Utc::now();
-    let problems = Problems::default();
-    // RESTORE on protocol merge: msg.validate(now, &mut problems);
+    let mut problems = Problems::default();
+    msg.validate(now, &mut problems);
     problems.into_result()?;
     let started = Instant::now();
     engine.apply(&Command::Alert(msg), "whatif", now.timestamp_millis())?;
