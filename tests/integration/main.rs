@@ -1,1 +1,2 @@
 //! Black-box integration tests.
+mod mqtt;

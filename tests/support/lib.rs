@@ -1,1 +1,3 @@
 //! Shared helpers for the black-box tests.
+
+pub mod mosquitto;
