@@ -16,5 +16,8 @@
 pub mod bus;
 pub mod config;
 pub mod core;
+pub mod journal;
+pub mod metrics;
 pub mod scenario;
 pub mod whatif;
+pub mod writer;
