@@ -9,14 +9,21 @@
 //! - [`delta`]: what the server publishes: snapshots and ordered deltas.
 //! - [`validate`]: every problem of a message, each with its field path and reason.
 //! - [`scenario`]: the record types of scenario files (villages, sites, teams).
+//! - [`owntracks`], [`osmand`]: the phone apps' own payloads, read into eoc
+//!   units (OwnTracks `vel` km/h, OsmAnd `speed` knots) once, at the edge.
+//! - [`schema`]: JSON Schemas of every message, checked in under `schema/`.
 //!
 //! Only this crate derives `Serialize`/`Deserialize`; the server converts these
 //! wire types into its own validated domain types at the edge.
 
+mod codec;
 pub mod delta;
 pub mod geometry;
 pub mod messages;
+pub mod osmand;
+pub mod owntracks;
 pub mod scenario;
+pub mod schema;
 pub mod types;
 pub mod validate;
 

@@ -20,10 +20,12 @@ use crate::types::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Envelope {
     /// Protocol version; must be 1.
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// Unique message id chosen by the sender (1–64 characters of
     /// `A-Z a-z 0-9 . _ : -`); a retry reuses it and is acknowledged again
     /// without a second effect.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub id: String,
     /// When the sender made the message (RFC 3339 with offset). At most
     /// five minutes in the future of the server's clock.
@@ -37,6 +39,7 @@ pub struct AlertMsg {
     #[serde(flatten)]
     pub envelope: Envelope,
     /// The alert this message creates, updates or cancels.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub alert_id: String,
     /// New alert, update or cancellation. Default `alert`.
     #[serde(default = "default_msg_type")]
@@ -58,11 +61,13 @@ pub struct AlertMsg {
     pub certainty: Certainty,
     /// One line for boards and phones (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub headline: Option<String>,
     /// Free text (at most 4,096 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub description: Option<String>,
-    /// When the alert stops being active.
+    /// When the alert stops being active; after `ts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// The earthquake source; required for `hazard: earthquake`.
@@ -73,6 +78,7 @@ pub struct AlertMsg {
     pub area: Option<AreaGeometry>,
     /// Extra margin around `area`, metres (0..50,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 50_000.0))]
     pub buffer_m: Option<f64>,
 }
 
@@ -101,29 +107,37 @@ pub struct TeamPositionMsg {
     pub envelope: Envelope,
     /// The team; implied by the topic or URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub team_id: Option<String>,
-    /// Latitude, degrees north.
+    /// Latitude, degrees north, −90..90.
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
-    /// Longitude, degrees east.
+    /// Longitude, degrees east, −180..180.
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
-    /// Horizontal accuracy, metres (≥ 0).
+    /// Horizontal accuracy, metres, 0..100,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100_000.0))]
     pub accuracy_m: Option<f64>,
-    /// When the fix was taken; default `ts`. A fix older than the one held
+    /// When the fix was taken; default `ts`. Same rules as `ts`. A fix older than the one held
     /// does not move the team back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
     /// Phone battery, percent 0..100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub battery_pct: Option<f64>,
-    /// Ground speed, metres per second (≥ 0).
+    /// Ground speed, metres per second, 0..1,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1_000.0))]
     pub speed_mps: Option<f64>,
     /// Course over ground, degrees 0..360.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 360.0))]
     pub heading_deg: Option<f64>,
-    /// Altitude above sea level, metres.
+    /// Altitude above sea level, metres, −500..9,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -500.0, max = 9_000.0))]
     pub altitude_m: Option<f64>,
 }
 
@@ -135,14 +149,17 @@ pub struct TeamStatusMsg {
     pub envelope: Envelope,
     /// The team; implied by the topic or URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub team_id: Option<String>,
     /// The new status.
     pub status: TeamStatus,
     /// Phone battery, percent 0..100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub battery_pct: Option<f64>,
     /// Free text (at most 1,024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub note: Option<String>,
 }
 
@@ -155,22 +172,27 @@ pub struct SiteCapacityMsg {
     pub envelope: Envelope,
     /// The site; implied by the topic or URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub site_id: Option<String>,
     /// Persons the site can hold (0..1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1_000_000))]
     pub capacity: Option<i64>,
     /// Persons there now (0..1,000,000); above capacity is accepted and
     /// flagged as overcrowding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1_000_000))]
     pub occupancy: Option<i64>,
     /// Open, closed or full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SiteStatus>,
-    /// Services offered now (replaces the list).
+    /// Services offered now (replaces the list); at most 8, no repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8), extend("uniqueItems" = true))]
     pub services: Option<Vec<Service>>,
     /// Free text (at most 1,024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub note: Option<String>,
 }
 
@@ -183,6 +205,7 @@ pub struct TaskUpdateMsg {
     pub envelope: Envelope,
     /// The task; implied by the topic or URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub task_id: Option<String>,
     /// The state the team moves the task to; default `acknowledged`.
     /// One of acknowledged, en_route, on_site, completed, declined.
@@ -190,6 +213,7 @@ pub struct TaskUpdateMsg {
     pub state: TaskState,
     /// Free text (at most 1,024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub note: Option<String>,
 }
 
@@ -205,21 +229,26 @@ pub struct TaskAssignMsg {
     #[serde(flatten)]
     pub envelope: Envelope,
     /// The team to send.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub team_id: String,
     /// Where to: a village…
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub village_id: Option<String>,
     /// …or a site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub site_id: Option<String>,
     /// The alert this task serves, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub alert_id: Option<String>,
     /// The skill needed, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skill: Option<Skill>,
     /// Free text (at most 1,024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub note: Option<String>,
 }
 

@@ -9,6 +9,12 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::messages::{
+    AlertMsg, Envelope, Inbound, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg,
+    TeamStatusMsg,
+};
+use crate::types::{Hazard, MsgType, TaskState};
+
 /// Largest accepted message body, in bytes. An alert with a detailed
 /// polygon is the largest legitimate message; 256 KiB holds about 10,000
 /// positions.
@@ -105,4 +111,389 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8], now: DateTime<Utc>) -
     }
     value.validate(now, &mut problems);
     problems.into_result().map(|()| value)
+}
+
+/// How far ahead of the server's clock a timestamp may be: phones' clocks
+/// drift, but a message from the future is a bug or an attack.
+pub const MAX_CLOCK_SKEW_S: i64 = 5 * 60;
+/// Most characters of an id (`id`, `alert_id`, `team_id`…).
+pub const MAX_ID_CHARS: usize = 64;
+/// Most characters of an alert headline.
+pub const MAX_HEADLINE_CHARS: usize = 256;
+/// Most characters of an alert description.
+pub const MAX_DESCRIPTION_CHARS: usize = 4_096;
+/// Most characters of a note.
+pub const MAX_NOTE_CHARS: usize = 1_024;
+/// Most entries of a site's `services`.
+pub const MAX_SERVICES: usize = 8;
+/// Task states a team may move its own task to.
+pub const TEAM_TASK_STATES: &[TaskState] = &[
+    TaskState::Acknowledged,
+    TaskState::EnRoute,
+    TaskState::OnSite,
+    TaskState::Completed,
+    TaskState::Declined,
+];
+
+/// The earliest accepted timestamp, 2000-01-01T00:00:00Z: anything older is
+/// a phone with an unset clock.
+pub fn earliest_timestamp() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// At most this many characters of an offending value are quoted in a message.
+const QUOTE_CHARS: usize = 64;
+
+fn quote(s: &str) -> String {
+    let mut q: String = s.chars().take(QUOTE_CHARS).collect();
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        q.push('…');
+    }
+    format!("{q:?}")
+}
+
+/// Checks the protocol version.
+pub fn check_version(field: &str, v: u32, problems: &mut Problems) {
+    if v != crate::PROTOCOL_VERSION {
+        problems.push(
+            "unsupported_version",
+            field,
+            format!("version {v} is not supported, expected {}", crate::PROTOCOL_VERSION),
+        );
+    }
+}
+
+/// Checks an id: 1–64 characters of `A-Z a-z 0-9 . _ : -`.
+pub fn check_id(field: &str, id: &str, problems: &mut Problems) {
+    if id.is_empty() {
+        problems.push("required", field, format!("{field} must not be empty"));
+        return;
+    }
+    let chars = id.chars().count();
+    if chars > MAX_ID_CHARS {
+        problems.push(
+            "too_long",
+            field,
+            format!("{field} {} is {chars} characters, at most {MAX_ID_CHARS} allowed", quote(id)),
+        );
+        return;
+    }
+    if let Some((at, bad)) = id
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        problems.push(
+            "invalid_format",
+            field,
+            format!(
+                "{field} {} has {bad:?} at character {}, allowed are A-Z a-z 0-9 . _ : -",
+                quote(id),
+                at + 1
+            ),
+        );
+    }
+}
+
+/// Builds a valid message id from parts that may hold any characters (a
+/// phone's user and device names, a fix time), for messages that edges make
+/// from other formats: parts are joined with `:`, characters outside the id
+/// alphabet become `_`, and an id longer than 64 characters keeps its first
+/// 47 and a 16-digit hash of the whole, so that the same parts always give
+/// the same id (which is what deduplication needs).
+pub fn message_id(parts: &[&str]) -> String {
+    let joined = parts.join(":");
+    let clean: String = joined
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-') { c } else { '_' })
+        .collect();
+    if clean.is_empty() {
+        return "_".to_owned();
+    }
+    if clean.len() <= MAX_ID_CHARS {
+        return clean;
+    }
+    // FNV-1a: stable across Rust releases, unlike `DefaultHasher`.
+    let hash = joined
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{}-{hash:016x}", &clean[..47])
+}
+
+/// Checks an optional id.
+fn check_opt_id(field: &str, id: Option<&String>, problems: &mut Problems) {
+    if let Some(id) = id {
+        check_id(field, id, problems);
+    }
+}
+
+/// Checks a timestamp: not more than [`MAX_CLOCK_SKEW_S`] after `now`, not
+/// before 2000-01-01.
+pub fn check_time(field: &str, t: DateTime<Utc>, now: DateTime<Utc>, problems: &mut Problems) {
+    let ahead = t.signed_duration_since(now).num_seconds();
+    if ahead > MAX_CLOCK_SKEW_S {
+        problems.push(
+            "in_future",
+            field,
+            format!(
+                "{field} {} is {ahead} s after the server clock {}, at most {MAX_CLOCK_SKEW_S} s allowed",
+                t.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        );
+    } else {
+        check_not_ancient(field, t, problems);
+    }
+}
+
+/// Checks that a timestamp is not before 2000-01-01 (a phone with an unset
+/// clock).
+pub fn check_not_ancient(field: &str, t: DateTime<Utc>, problems: &mut Problems) {
+    if t < earliest_timestamp() {
+        problems.push(
+            "out_of_range",
+            field,
+            format!("{field} {} is before 2000-01-01T00:00:00Z", t.to_rfc3339()),
+        );
+    }
+}
+
+/// Checks that `x` is finite and within `lo..=hi`. `what` names the value in
+/// the message and `unit` follows the range (may be empty).
+pub fn check_range(field: &str, what: &str, x: f64, lo: f64, hi: f64, unit: &str, problems: &mut Problems) {
+    if !x.is_finite() {
+        problems.push("not_finite", field, format!("{what} is not a finite number"));
+    } else if x < lo || x > hi {
+        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        problems.push("out_of_range", field, format!("{what} {x} is not within {lo}..{hi}{unit}"));
+    }
+}
+
+fn check_opt_range(field: &str, x: Option<f64>, lo: f64, hi: f64, unit: &str, problems: &mut Problems) {
+    if let Some(x) = x {
+        check_range(field, field, x, lo, hi, unit, problems);
+    }
+}
+
+/// Checks a latitude: finite, −90..90.
+pub fn check_lat(field: &str, lat: f64, problems: &mut Problems) {
+    check_range(field, "latitude", lat, -90.0, 90.0, "", problems);
+}
+
+/// Checks a longitude: finite, −180..180.
+pub fn check_lon(field: &str, lon: f64, problems: &mut Problems) {
+    check_range(field, "longitude", lon, -180.0, 180.0, "", problems);
+}
+
+/// Checks the length of a free text, in characters.
+pub fn check_text(field: &str, text: Option<&String>, max_chars: usize, problems: &mut Problems) {
+    if let Some(text) = text {
+        // Counting stops just past the limit: the body is bounded anyway,
+        // but there is no need to walk all of it.
+        let chars = text.chars().take(max_chars + 1).count();
+        if chars > max_chars {
+            problems.push(
+                "too_long",
+                field,
+                format!("{field} is {} characters, at most {max_chars} allowed", text.chars().count()),
+            );
+        }
+    }
+}
+
+fn check_envelope(e: &Envelope, now: DateTime<Utc>, problems: &mut Problems) {
+    check_version("v", e.v, problems);
+    check_id("id", &e.id, problems);
+    check_time("ts", e.ts, now, problems);
+}
+
+impl Validate for AlertMsg {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        check_envelope(&self.envelope, now, problems);
+        check_id("alert_id", &self.alert_id, problems);
+        match self.hazard {
+            None if self.msg_type != MsgType::Cancel => {
+                problems.push("required", "hazard", "hazard is required unless msg_type is cancel");
+            }
+            Some(Hazard::Earthquake) => {
+                if self.earthquake.is_none() {
+                    problems.push(
+                        "required",
+                        "earthquake",
+                        "earthquake source is required for hazard earthquake",
+                    );
+                }
+                if self.area.is_some() {
+                    problems.push(
+                        "not_allowed",
+                        "area",
+                        "area is not allowed for hazard earthquake, give the earthquake source",
+                    );
+                }
+            }
+            Some(h @ (Hazard::Mudslide | Hazard::Flood | Hazard::Avalanche)) => {
+                if self.area.is_none() {
+                    problems.push("required", "area", format!("area is required for hazard {h}"));
+                }
+                if self.earthquake.is_some() {
+                    problems.push(
+                        "not_allowed",
+                        "earthquake",
+                        format!("earthquake is not allowed for hazard {h}"),
+                    );
+                }
+            }
+            _ => {}
+        }
+        check_text("headline", self.headline.as_ref(), MAX_HEADLINE_CHARS, problems);
+        check_text("description", self.description.as_ref(), MAX_DESCRIPTION_CHARS, problems);
+        if let Some(expires_at) = self.expires_at {
+            // An expiry lies in the future by nature: only the floor and
+            // its order against `ts` apply.
+            check_not_ancient("expires_at", expires_at, problems);
+            if expires_at <= self.envelope.ts {
+                problems.push(
+                    "conflict",
+                    "expires_at",
+                    format!(
+                        "expires_at {} is not after ts {}",
+                        expires_at.to_rfc3339(),
+                        self.envelope.ts.to_rfc3339()
+                    ),
+                );
+            }
+        }
+        if let Some(eq) = &self.earthquake {
+            check_lat("earthquake.lat", eq.lat, problems);
+            check_lon("earthquake.lon", eq.lon, problems);
+            check_opt_range("earthquake.depth_km", eq.depth_km, 0.0, 700.0, "km", problems);
+            check_range("earthquake.magnitude", "magnitude", eq.magnitude, 0.0, 10.0, "", problems);
+        }
+        if let Some(area) = &self.area {
+            area.validate_into("area", problems);
+        }
+        check_opt_range("buffer_m", self.buffer_m, 0.0, 50_000.0, "m", problems);
+    }
+}
+
+impl Validate for TeamPositionMsg {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        check_envelope(&self.envelope, now, problems);
+        check_opt_id("team_id", self.team_id.as_ref(), problems);
+        check_lat("lat", self.lat, problems);
+        check_lon("lon", self.lon, problems);
+        check_opt_range("accuracy_m", self.accuracy_m, 0.0, 100_000.0, "m", problems);
+        if let Some(at) = self.at {
+            check_time("at", at, now, problems);
+        }
+        check_opt_range("battery_pct", self.battery_pct, 0.0, 100.0, "%", problems);
+        check_opt_range("speed_mps", self.speed_mps, 0.0, 1_000.0, "m/s", problems);
+        check_opt_range("heading_deg", self.heading_deg, 0.0, 360.0, "degrees", problems);
+        check_opt_range("altitude_m", self.altitude_m, -500.0, 9_000.0, "m", problems);
+    }
+}
+
+impl Validate for TeamStatusMsg {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        check_envelope(&self.envelope, now, problems);
+        check_opt_id("team_id", self.team_id.as_ref(), problems);
+        check_opt_range("battery_pct", self.battery_pct, 0.0, 100.0, "%", problems);
+        check_text("note", self.note.as_ref(), MAX_NOTE_CHARS, problems);
+    }
+}
+
+impl Validate for SiteCapacityMsg {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        check_envelope(&self.envelope, now, problems);
+        check_opt_id("site_id", self.site_id.as_ref(), problems);
+        if self.capacity.is_none()
+            && self.occupancy.is_none()
+            && self.status.is_none()
+            && self.services.is_none()
+        {
+            problems.push(
+                "required",
+                "",
+                "at least one of capacity, occupancy, status, services is required",
+            );
+        }
+        for (field, value) in [("capacity", self.capacity), ("occupancy", self.occupancy)] {
+            if let Some(n) = value
+                && !(0..=1_000_000).contains(&n)
+            {
+                problems.push("out_of_range", field, format!("{field} {n} is not within 0..1000000 persons"));
+            }
+        }
+        if let Some(services) = &self.services {
+            if services.len() > MAX_SERVICES {
+                problems.push(
+                    "too_many",
+                    "services",
+                    format!("services has {} entries, at most {MAX_SERVICES} allowed", services.len()),
+                );
+            } else {
+                for (i, s) in services.iter().enumerate() {
+                    if let Some(first) = services[..i].iter().position(|t| t == s) {
+                        problems.push(
+                            "conflict",
+                            format!("services[{i}]"),
+                            format!("service {s} is listed twice, first at services[{first}]"),
+                        );
+                    }
+                }
+            }
+        }
+        check_text("note", self.note.as_ref(), MAX_NOTE_CHARS, problems);
+    }
+}
+
+impl Validate for TaskUpdateMsg {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        check_envelope(&self.envelope, now, problems);
+        check_opt_id("task_id", self.task_id.as_ref(), problems);
+        if !TEAM_TASK_STATES.contains(&self.state) {
+            problems.push(
+                "not_allowed",
+                "state",
+                format!(
+                    "state {} cannot be set by a team, expected one of acknowledged, en_route, on_site, completed, declined",
+                    self.state
+                ),
+            );
+        }
+        check_text("note", self.note.as_ref(), MAX_NOTE_CHARS, problems);
+    }
+}
+
+impl Validate for TaskAssignMsg {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        check_envelope(&self.envelope, now, problems);
+        check_id("team_id", &self.team_id, problems);
+        match (&self.village_id, &self.site_id) {
+            (None, None) => {
+                problems.push("required", "village_id", "one of village_id and site_id is required");
+            }
+            (Some(_), Some(_)) => {
+                problems.push("conflict", "site_id", "give either village_id or site_id, not both");
+            }
+            _ => {}
+        }
+        check_opt_id("village_id", self.village_id.as_ref(), problems);
+        check_opt_id("site_id", self.site_id.as_ref(), problems);
+        check_opt_id("alert_id", self.alert_id.as_ref(), problems);
+        check_text("note", self.note.as_ref(), MAX_NOTE_CHARS, problems);
+    }
+}
+
+impl Validate for Inbound {
+    fn validate(&self, now: DateTime<Utc>, problems: &mut Problems) {
+        match self {
+            Inbound::Alert(m) => m.validate(now, problems),
+            Inbound::TeamPosition(m) => m.validate(now, problems),
+            Inbound::TeamStatus(m) => m.validate(now, problems),
+            Inbound::SiteCapacity(m) => m.validate(now, problems),
+            Inbound::TaskUpdate(m) => m.validate(now, problems),
+            Inbound::TaskAssign(m) => m.validate(now, problems),
+        }
+    }
 }
