@@ -167,7 +167,7 @@ impl Bus {
 
     /// Follows every frame published from now on, in state order (`seq`
     /// increasing by one). A receiver that falls more than
-    /// [`crate::writer::FRAME_BUFFER`] frames behind gets
+    /// `http.fanout_frames` (default [`crate::writer::FRAME_BUFFER`]) frames behind gets
     /// `RecvError::Lagged` and must take a fresh snapshot.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.shared.frames_tx.subscribe()

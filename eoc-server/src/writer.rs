@@ -109,77 +109,51 @@ pub struct Writer {
     rx: mpsc::Receiver<WriterMsg>,
     stop_tx: mpsc::Sender<WriterMsg>,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     snapshot_every: u64,
     since_checkpoint: u64,
     last_row: i64,
     last_now_ms: i64,
 }
 
-/// Opens the journal in `data_dir`, replays it into `engine`, and returns
-/// the bus for edges and the writer to run with [`Writer::run`].
+/// Opens the journal in `data_dir` and returns the bus for edges and the
+/// writer, which replays the journal into `engine` when it starts running
+/// ([`Writer::run`]); until then readers wait and `/readyz` says 503.
 pub fn start(
-    mut engine: Engine,
+    engine: Engine,
     data_dir: &Path,
     journal_cfg: &JournalConfig,
+    fanout_frames: usize,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Result<(Bus, Writer), JournalError> {
-    let started = Instant::now();
     let journal = Journal::open(data_dir)?;
-    let checkpoint = journal.last_checkpoint()?;
-    let mut seq = 0u64;
-    let mut seen = Seen::default();
-    let (mut last_row, mut last_now_ms) = (0, 0);
-    let mut verified = None;
-    let entries = journal.replay(|entry| {
-        if let Ok(deltas) = engine.apply(&entry.submission.command, &entry.submission.by, entry.now_ms) {
-            seq += deltas.len() as u64;
-            if let Some(id) = &entry.submission.msg_id {
-                seen.insert(id, entry.now_ms);
-            }
-        }
-        (last_row, last_now_ms) = (entry.row, entry.now_ms);
-        if let Some(c) = checkpoint.as_ref().filter(|c| c.row == entry.row) {
-            let json = serde_json::to_string(&engine.snapshot(seq, c.now_ms))?;
-            verified = Some(json == c.snapshot_json && seq == c.seq);
-        }
-        Ok(())
-    })?;
-    match (verified, &checkpoint) {
-        (Some(true), Some(c)) => info!(row = c.row, seq, "replay matches the stored checkpoint"),
-        (Some(false), Some(c)) => {
-            error!(row = c.row, "replayed state differs from the checkpoint stored at that row")
-        }
-        (_, Some(c)) => warn!(row = c.row, last_row, "the stored checkpoint is beyond the journal's end"),
-        _ => {}
-    }
-    info!(entries, seq, elapsed_ms = started.elapsed().as_millis() as u64, "journal replayed");
-    readiness.set_journal_ready(entries);
     let engine = Arc::new(RwLock::new(engine));
-    let seq = Arc::new(AtomicU64::new(seq));
+    let seq = Arc::new(AtomicU64::new(0));
     let (writer_tx, rx) = mpsc::channel(WRITER_QUEUE);
-    let (frames_tx, _) = broadcast::channel(FRAME_BUFFER);
+    let (frames_tx, _) = broadcast::channel(fanout_frames.max(1));
     let bus = Bus::new(
         engine.clone(),
         seq.clone(),
         writer_tx.clone(),
         frames_tx.clone(),
         metrics.clone(),
-        readiness,
+        readiness.clone(),
     );
     let writer = Writer {
         engine,
         seq,
         journal,
-        seen,
+        seen: Seen::default(),
         frames_tx,
         rx,
         stop_tx: writer_tx,
         metrics,
+        readiness,
         snapshot_every: journal_cfg.snapshot_every.max(1),
         since_checkpoint: 0,
-        last_row,
-        last_now_ms,
+        last_row: 0,
+        last_now_ms: 0,
     };
     Ok((bus, writer))
 }
@@ -203,7 +177,8 @@ impl Writer {
     /// Runs until stopped; blocking, so call it on a blocking thread.
     /// On stop, applies every submission already queued, stores a
     /// checkpoint and flushes the journal.
-    pub fn run(mut self) {
+    pub fn run(mut self) -> Result<(), JournalError> {
+        self.replay()?;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut stopping = false;
         while let Some(first) = self.rx.blocking_recv() {
@@ -231,6 +206,48 @@ impl Writer {
             error!(error = %err, "could not checkpoint the journal at shutdown");
         }
         info!(row = self.last_row, seq = self.seq.load(Ordering::Acquire), "writer stopped");
+        Ok(())
+    }
+
+    /// Rebuilds the state, `seq` and the deduplication set from the
+    /// journal, holding the engine's write lock throughout.
+    fn replay(&mut self) -> Result<(), JournalError> {
+        let started = Instant::now();
+        let checkpoint = self.journal.last_checkpoint()?;
+        let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
+        let mut seq = 0u64;
+        let seen = &mut self.seen;
+        let (mut last_row, mut last_now_ms) = (0, 0);
+        let mut verified = None;
+        let entries = self.journal.replay(|entry| {
+            let s = &entry.submission;
+            if let Ok(deltas) = engine.apply(&s.command, &s.by, entry.now_ms) {
+                seq += deltas.len() as u64;
+                if let Some(id) = &s.msg_id {
+                    seen.insert(id, entry.now_ms);
+                }
+            }
+            (last_row, last_now_ms) = (entry.row, entry.now_ms);
+            if let Some(c) = checkpoint.as_ref().filter(|c| c.row == entry.row) {
+                let json = serde_json::to_string(&engine.snapshot(seq, c.now_ms))?;
+                verified = Some(json == c.snapshot_json && seq == c.seq);
+            }
+            Ok(())
+        })?;
+        drop(engine);
+        match (verified, &checkpoint) {
+            (Some(true), Some(c)) => info!(row = c.row, seq, "replay matches the stored checkpoint"),
+            (Some(false), Some(c)) => {
+                error!(row = c.row, "replayed state differs from the checkpoint stored at that row")
+            }
+            (_, Some(c)) => warn!(row = c.row, last_row, "the stored checkpoint is beyond the journal's end"),
+            _ => {}
+        }
+        info!(entries, seq, elapsed_ms = started.elapsed().as_millis() as u64, "journal replayed");
+        self.seq.store(seq, Ordering::Release);
+        (self.last_row, self.last_now_ms) = (last_row, last_now_ms);
+        self.readiness.set_journal_ready(entries);
+        Ok(())
     }
 
     fn process(&mut self, batch: Vec<Request>) {
