@@ -144,6 +144,8 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// Whether to accept OwnTracks topics (`owntracks/+/+`, `owntracks/+/+/event`).
     pub owntracks: bool,
+    /// CA certificates (PEM) for `mqtts://`; default: the system's bundle.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -157,6 +159,7 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_s: 30,
             owntracks: true,
+            ca_file: None,
         }
     }
 }

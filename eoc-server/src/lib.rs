@@ -23,6 +23,8 @@ pub mod config;
 pub mod core;
 pub mod journal;
 pub mod metrics;
+pub mod mqtt;
+pub mod phones;
 pub mod scenario;
 pub mod shutdown;
 pub mod whatif;
@@ -117,16 +119,14 @@ pub async fn run_with_world(
 
     tracker.spawn(ticker(bus.clone(), local.clone()));
 
-    // MQTT edge hook: `crate::mqtt::spawn(&config.mqtt, bus.clone(), local.clone(), &tracker)`
-    // is wired here once the MQTT module lands; it sets
-    // `bus.readiness().set_mqtt(..)` as it connects.
-    if config.mqtt.enabled {
-        info!(url = %config.mqtt.url, "mqtt edge not built into this server yet");
-    }
+    // The MQTT edge connects (and reconnects) in the background; HTTP and
+    // WebSocket serve whether or not a broker is reachable.
+    mqtt::spawn(&config.mqtt, &config.phones, bus.clone(), local.clone(), &tracker)
+        .context("starting the mqtt edge")?;
 
     let addr = listeners.http.local_addr().context("reading the http address")?;
     let state = AppState { bus: bus.clone(), scenario: Arc::new(info), shutdown: local.clone() };
-    let app = api::router(state);
+    let app = api::router(state).merge(phones::routes(bus.clone(), &config.phones));
     let http_token = local.clone();
     let http = tracker.spawn(async move {
         axum::serve(listeners.http, app).with_graceful_shutdown(http_token.cancelled_owned()).await
