@@ -46,7 +46,8 @@ pub struct SiteRecord {
     pub lon: f64,
     /// Persons it can hold.
     pub capacity: u32,
-    /// How `capacity` was obtained: `floor_area`, `default`, `osm`, `override`.
+    /// How `capacity` was obtained: `floor_area`, `grounds_estimate`, `default`,
+    /// `osm`, `override`.
     pub capacity_source: String,
     /// Covered floor area used for the capacity, m².
     #[serde(default)]

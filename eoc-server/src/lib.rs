@@ -100,7 +100,7 @@ pub async fn run_with_world(
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
     readiness.set_mqtt(if config.mqtt.enabled { MqttState::Disconnected } else { MqttState::Disabled }, None);
-    let (bus, writer) = writer::start(
+    let (bus, mut writer) = writer::start(
         engine,
         &config.data_dir,
         &config.journal,
@@ -109,7 +109,7 @@ pub async fn run_with_world(
         readiness,
     )
     .context("opening the journal")?;
-    let stop_tx = writer.stopper();
+    let stop_tx = writer.stopper().context("the writer's stopper was already taken")?;
 
     // Everything below stops on `local`: the caller's shutdown, or a
     // failure of the writer.

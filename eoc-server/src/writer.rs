@@ -107,7 +107,7 @@ pub struct Writer {
     seen: Seen,
     frames_tx: broadcast::Sender<Arc<Published>>,
     rx: mpsc::Receiver<WriterMsg>,
-    stop_tx: mpsc::Sender<WriterMsg>,
+    stop_tx: Option<mpsc::Sender<WriterMsg>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     snapshot_every: u64,
@@ -147,7 +147,7 @@ pub fn start(
         seen: Seen::default(),
         frames_tx,
         rx,
-        stop_tx: writer_tx,
+        stop_tx: Some(writer_tx),
         metrics,
         readiness,
         snapshot_every: journal_cfg.snapshot_every.max(1),
@@ -169,15 +169,19 @@ enum Slot {
 }
 
 impl Writer {
-    /// A sender that stops the writer: send [`WriterMsg::Stop`] on it.
-    pub fn stopper(&self) -> mpsc::Sender<WriterMsg> {
-        self.stop_tx.clone()
+    /// The sender that stops the writer: send [`WriterMsg::Stop`] on it.
+    /// Given out once (`None` after): the writer keeps no sender itself, so
+    /// that when every sender is gone (the runtime dropped without a clean
+    /// shutdown) its queue closes and it exits instead of waiting forever.
+    pub fn stopper(&mut self) -> Option<mpsc::Sender<WriterMsg>> {
+        self.stop_tx.take()
     }
 
     /// Runs until stopped; blocking, so call it on a blocking thread.
     /// On stop, applies every submission already queued, stores a
     /// checkpoint and flushes the journal.
     pub fn run(mut self) -> Result<(), JournalError> {
+        self.stop_tx = None;
         self.replay()?;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut stopping = false;

@@ -314,6 +314,11 @@ impl Engine {
         self.task_ids.get(task_id).map(|&i| &self.tasks[i.0 as usize])
     }
 
+    /// A task's index by id.
+    pub fn task_idx(&self, task_id: &str) -> Option<TaskIdx> {
+        self.task_ids.get(task_id).copied()
+    }
+
     /// Persons allocated to a site by real alerts.
     pub fn site_allocated(&self, s: SiteIdx) -> u32 {
         self.site_allocated[s.get()]
@@ -371,14 +376,17 @@ impl Engine {
             a.updated_at_ms = now_ms;
             a.msg.msg_type = MsgType::Cancel;
             self.event(ch, now_ms, "alert_cancelled", format!("alert {} cancelled by {by}", m.alert_id));
+            let hit = self.sites_hit_by(i);
             self.release_alert(i, now_ms, "alert cancelled", ch);
             Changes::push(&mut ch.alerts, i);
             Changes::push(&mut ch.impacts, i);
-            self.reallocate_after(i, ch);
+            self.reallocate_around(i, &hit, ch);
             self.dispatch_all(now_ms, ch);
             return Ok(());
         }
         let hazard = hazard_of(m)?;
+        // Sites the alert hit before an update may be usable again.
+        let hit_before = existing.map(|i| self.sites_hit_by(i)).unwrap_or_default();
         let i = match existing {
             Some(i) => {
                 let a = &mut self.alerts[i];
@@ -417,8 +425,10 @@ impl Engine {
             }
         };
         Changes::push(&mut ch.alerts, i);
+        let mut hit = hit_before;
         self.recompute_impact(i, now_ms, ch);
-        self.reallocate_after(i, ch);
+        hit.extend(self.sites_hit_by(i));
+        self.reallocate_around(i, &hit, ch);
         self.dispatch_all(now_ms, ch);
         Ok(())
     }
@@ -741,6 +751,40 @@ impl Engine {
             self.end_task(k, TaskState::Cancelled, "eoc", now_ms, Some(why.to_owned()), ch);
         }
         self.set_allocation(i, Allocation::default(), HashSet::new(), ch);
+    }
+
+    /// Sites that alert `i`'s hazard makes unusable (if it is real).
+    fn sites_hit_by(&self, i: usize) -> HashSet<SiteIdx> {
+        let a = &self.alerts[i];
+        let Some(h) = a.hazard.as_ref().filter(|_| a.is_real()) else { return HashSet::new() };
+        let Some((center, reach)) = h.reach(&self.config.impact) else { return HashSet::new() };
+        self.world
+            .site_index()
+            .within(center, reach)
+            .map(|(s, _)| s)
+            .filter(|&s| h.hits(self.world.site(s).at, &self.config.impact))
+            .collect()
+    }
+
+    /// After alert `i` changed: re-allocates it, every earlier alert that
+    /// used a site it now hits or that is short of room (a released site may
+    /// serve it), and the later alerts that share their sites.
+    fn reallocate_around(&mut self, i: usize, hit: &HashSet<SiteIdx>, ch: &mut Changes) {
+        let first = (0..i)
+            .find(|&j| {
+                let a = &self.alerts[j];
+                a.active()
+                    && !a.exposures.is_empty()
+                    && (!a.allocation.shortfall.is_empty() || a.candidates.iter().any(|s| hit.contains(s)))
+            })
+            .unwrap_or(i);
+        if first < i {
+            // Earlier alerts are re-allocated in order; `i` and the later ones follow.
+            for j in first..i {
+                self.reallocate_alert(j, ch);
+            }
+        }
+        self.reallocate_after(i, ch);
     }
 
     /// Re-allocates alert `from` and every later alert whose sites it may

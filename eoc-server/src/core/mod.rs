@@ -6,4 +6,8 @@ pub mod engine;
 pub mod geo;
 pub mod impact;
 pub mod index;
+pub mod synthetic;
 pub mod world;
+
+#[cfg(test)]
+mod engine_tests;
