@@ -6,7 +6,7 @@
 
 mod durability;
 mod http;
-mod ops;
-mod ws;
 mod mqtt;
+mod ops;
 mod phones;
+mod ws;

@@ -376,3 +376,42 @@ async fn drive(
         }
     }
 }
+
+/// The small world with phones mapped to teams: `t-1` carries OwnTracks
+/// `jane/phone` and OsmAnd `48241179`, `t-2` OwnTracks `omar/tab`.
+pub fn phone_world() -> eoc_server::core::world::World {
+    let w = crate::small_world();
+    let mut teams = w.teams().to_vec();
+    teams[0].devices.extend(["owntracks:jane/phone".to_owned(), "osmand:48241179".to_owned()]);
+    teams[1].devices.push("owntracks:omar/tab".to_owned());
+    eoc_server::core::world::World::new(w.places.clone(), w.villages().to_vec(), w.sites().to_vec(), teams)
+        .expect("phone world")
+}
+
+/// A test configuration whose MQTT edge connects to `broker` as
+/// [`SERVER_USER`].
+pub fn mqtt_config(broker: &Mosquitto, data_dir: &Path) -> eoc_server::config::Config {
+    let mut config = crate::test_config(data_dir);
+    config.mqtt.enabled = true;
+    config.mqtt.url = broker.url();
+    config.mqtt.username = Some(SERVER_USER.to_owned());
+    config.mqtt.password = Some(PASSWORD.to_owned());
+    config.mqtt.keep_alive_s = 5;
+    config
+}
+
+/// Waits until the server's `/readyz` reports its MQTT edge connected and
+/// subscribed (the server exposes no other signal for it).
+pub async fn wait_mqtt_connected(server: &crate::Server) {
+    let polled = tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, body) = server.get("/readyz").await;
+            if body["mqtt"]["state"] == "connected" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "the server's mqtt edge did not connect");
+}
