@@ -5,13 +5,21 @@
 //! command durably, applies it, publishes the deltas, and only then
 //! answers. An `Ok` therefore means durable: the edge may acknowledge
 //! (HTTP 2xx, WebSocket ack, MQTT PUBACK).
+//!
+//! Readers never queue behind the writer's journal: [`Bus::read`] takes a
+//! shared lock on the engine, which the writer holds exclusively only while
+//! applying a batch that is already durable.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use eoc_protocol::delta::DeltaFrame;
+use eoc_protocol::delta::{DeltaFrame, Snapshot};
 use eoc_protocol::validate::Problems;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::core::engine::Command;
+use crate::core::engine::{Command, Engine};
+use crate::metrics::{Metrics, Outcome};
+use crate::writer::WriterMsg;
 
 /// Which edge a command came in on (for metrics, audit and errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,4 +98,201 @@ pub struct Published {
     pub frame: DeltaFrame,
     /// Its JSON text.
     pub json: Arc<str>,
+}
+
+/// A submission with the handle its answer goes back on.
+#[derive(Debug)]
+pub struct Request {
+    /// The command and its provenance.
+    pub submission: Submission,
+    /// Where the writer sends the outcome.
+    pub reply_tx: oneshot::Sender<Result<Accepted, SubmitError>>,
+}
+
+/// State shared by every clone of a [`Bus`].
+#[derive(Debug)]
+struct Shared {
+    /// The engine; write-locked by the writer only while applying a batch.
+    engine: Arc<RwLock<Engine>>,
+    /// Sequence number of the last published frame; updated while the
+    /// engine is write-locked, so a reader holding the read lock sees the
+    /// `seq` that matches the state it reads.
+    seq: Arc<AtomicU64>,
+    /// The writer's queue.
+    writer_tx: mpsc::Sender<WriterMsg>,
+    /// Fan-out of published frames, fed by the writer in state order.
+    frames_tx: broadcast::Sender<Arc<Published>>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+/// The handle edges use: submit commands, read state, follow changes.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    shared: Arc<Shared>,
+}
+
+impl Bus {
+    /// Assembles a bus around a running writer's queue and shared state.
+    pub(crate) fn new(
+        engine: Arc<RwLock<Engine>>,
+        seq: Arc<AtomicU64>,
+        writer_tx: mpsc::Sender<WriterMsg>,
+        frames_tx: broadcast::Sender<Arc<Published>>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    ) -> Bus {
+        Bus { shared: Arc::new(Shared { engine, seq, writer_tx, frames_tx, metrics, readiness }) }
+    }
+
+    /// Sends a command to the writer and waits until it is durable and
+    /// applied (`Ok`), a duplicate, or refused. Cancel-safe in the sense
+    /// that dropping the future never undoes a command already queued.
+    pub async fn submit(&self, s: Submission) -> Result<Accepted, SubmitError> {
+        let edge = s.edge;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if self.shared.writer_tx.send(WriterMsg::Submit(Request { submission: s, reply_tx })).await.is_err() {
+            self.shared.metrics.message(edge, Outcome::Unavailable);
+            return Err(SubmitError::Unavailable("the server is shutting down".to_owned()));
+        }
+        match reply_rx.await {
+            Ok(result) => result,
+            Err(_) => {
+                self.shared.metrics.message(edge, Outcome::Unavailable);
+                Err(SubmitError::Unavailable("the writer stopped before answering".to_owned()))
+            }
+        }
+    }
+
+    /// Follows every frame published from now on, in state order (`seq`
+    /// increasing by one). A receiver that falls more than
+    /// `http.fanout_frames` (default [`crate::writer::FRAME_BUFFER`]) frames behind gets
+    /// `RecvError::Lagged` and must take a fresh snapshot.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.shared.frames_tx.subscribe()
+    }
+
+    /// Runs `f` on the current state under a shared lock. Keep `f` short:
+    /// the writer waits for it before applying the next batch.
+    pub fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        let engine = self.shared.engine.read().unwrap_or_else(PoisonError::into_inner);
+        f(&engine)
+    }
+
+    /// Runs `f` on the current state and its sequence number, consistently.
+    pub fn read_with_seq<R>(&self, f: impl FnOnce(&Engine, u64) -> R) -> R {
+        let engine = self.shared.engine.read().unwrap_or_else(PoisonError::into_inner);
+        let seq = self.shared.seq.load(Ordering::Acquire);
+        f(&engine, seq)
+    }
+
+    /// Sequence number of the last published frame.
+    pub fn seq(&self) -> u64 {
+        self.shared.seq.load(Ordering::Acquire)
+    }
+
+    /// The whole state, numbered with the `seq` it includes.
+    pub fn snapshot(&self) -> Snapshot {
+        self.read_with_seq(|engine, seq| engine.snapshot(seq, crate::writer::now_ms()))
+    }
+
+    /// A snapshot and a receiver of every frame after it, for a new client.
+    /// The receiver subscribes before the snapshot is taken, so nothing is
+    /// missed; it may also yield frames already in the snapshot, which the
+    /// client skips: every frame with `seq <= snapshot.seq`.
+    pub fn snapshot_and_subscribe(&self) -> (Snapshot, broadcast::Receiver<Arc<Published>>) {
+        let rx = self.subscribe();
+        (self.snapshot(), rx)
+    }
+
+    /// Submissions waiting for the writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.writer_tx.max_capacity() - self.shared.writer_tx.capacity()
+    }
+
+    /// The process metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// What `/readyz` reports; edges set their part (MQTT connection).
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.shared.readiness
+    }
+}
+
+/// Connection state of the MQTT edge, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttState {
+    /// MQTT is turned off in the configuration.
+    Disabled,
+    /// Configured, not (yet or any more) connected to the broker.
+    Disconnected,
+    /// Connected and subscribed.
+    Connected,
+}
+
+impl MqttState {
+    /// Label for `/readyz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttState::Disabled => "disabled",
+            MqttState::Disconnected => "disconnected",
+            MqttState::Connected => "connected",
+        }
+    }
+}
+
+/// What the server is ready for; shared by the writer (journal replayed)
+/// and the MQTT edge (broker connection).
+#[derive(Debug)]
+pub struct Readiness {
+    journal_ready: AtomicBool,
+    journal_entries: AtomicU64,
+    mqtt: Mutex<MqttState>,
+    mqtt_detail: Mutex<Option<String>>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            journal_ready: AtomicBool::new(false),
+            journal_entries: AtomicU64::new(0),
+            mqtt: Mutex::new(MqttState::Disabled),
+            mqtt_detail: Mutex::new(None),
+        }
+    }
+}
+
+impl Readiness {
+    /// Marks the journal replayed (`entries` rows) and the writer running.
+    pub fn set_journal_ready(&self, entries: u64) {
+        self.journal_entries.store(entries, Ordering::Release);
+        self.journal_ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the journal has been replayed and the writer accepts work.
+    pub fn journal_ready(&self) -> bool {
+        self.journal_ready.load(Ordering::Acquire)
+    }
+
+    /// Journal rows replayed at start.
+    pub fn journal_entries(&self) -> u64 {
+        self.journal_entries.load(Ordering::Acquire)
+    }
+
+    /// Records the MQTT edge's state, with an optional reason (the last
+    /// connection error; never credentials).
+    pub fn set_mqtt(&self, state: MqttState, detail: Option<String>) {
+        *self.mqtt.lock().unwrap_or_else(PoisonError::into_inner) = state;
+        *self.mqtt_detail.lock().unwrap_or_else(PoisonError::into_inner) = detail;
+    }
+
+    /// The MQTT edge's state and the reason recorded with it.
+    pub fn mqtt(&self) -> (MqttState, Option<String>) {
+        let state = *self.mqtt.lock().unwrap_or_else(PoisonError::into_inner);
+        let detail = self.mqtt_detail.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        (state, detail)
+    }
 }

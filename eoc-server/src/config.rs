@@ -4,9 +4,74 @@
 //!
 //! Configuration is not a wire type, so it derives `Deserialize` here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use serde::Deserialize;
+
+/// The configuration file read when `--config` is not given (if present).
+pub const DEFAULT_FILE: &str = "config/eoc.toml";
+
+/// Environment variables that are not configuration keys.
+const NOT_KEYS: &[&str] = &["EOC_LOG_JSON", "EOC_CONFIG"];
+
+impl Config {
+    /// Layers defaults, the TOML file (`file`, or [`DEFAULT_FILE`] if it
+    /// exists) and `EOC_*` variables from `env`.
+    ///
+    /// Variables map to keys by dropping `EOC_`, lowercasing, and reading
+    /// `__` as the section separator: `EOC_HTTP__LISTEN` is `http.listen`,
+    /// `EOC_MQTT__URL` is `mqtt.url`, `EOC_DATA_DIR` is `data_dir`,
+    /// `EOC_ENGINE__ACK_TIMEOUT_S` is `engine.ack_timeout_s`. A value is read
+    /// as a TOML value when it parses as one (`true`, `30`, `[1, 2]`), else
+    /// as a string; quote it (`'"123"'`) to force a string.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => read_table(path)?,
+            None if Path::new(DEFAULT_FILE).exists() => read_table(Path::new(DEFAULT_FILE))?,
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("EOC_") else { continue };
+            if NOT_KEYS.contains(&name.as_str()) || key.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            set_path(&mut table, &path, parsed).with_context(|| format!("environment variable {name}"))?;
+        }
+        Config::deserialize(toml::Value::Table(table)).context("invalid configuration")
+    }
+}
+
+fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.parse::<toml::Table>().with_context(|| format!("parsing {}", path.display()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    match path {
+        [] => Ok(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => anyhow::bail!("{first} is not a section"),
+            }
+        }
+    }
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -48,11 +113,14 @@ impl Default for Config {
 pub struct HttpConfig {
     /// `ADDR:PORT`; port 0 picks a free port (tests).
     pub listen: String,
+    /// Frames a subscriber (WebSocket client, MQTT publisher) may fall
+    /// behind before it is resynchronised with a fresh snapshot.
+    pub fanout_frames: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".to_owned() }
+        HttpConfig { listen: "127.0.0.1:8080".to_owned(), fanout_frames: crate::writer::FRAME_BUFFER }
     }
 }
 
@@ -76,6 +144,8 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// Whether to accept OwnTracks topics (`owntracks/+/+`, `owntracks/+/+/event`).
     pub owntracks: bool,
+    /// CA certificates (PEM) for `mqtts://`; default: the system's bundle.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -89,6 +159,7 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_s: 30,
             owntracks: true,
+            ca_file: None,
         }
     }
 }

@@ -1,0 +1,692 @@
+//! HTTP: the REST API under `/api/v1`, health, readiness and metrics.
+//!
+//! Inbound twins of the MQTT topics take the same JSON; an id in the path
+//! fills the body's id field (a different id in the body is a `conflict`).
+//! Every write answers 2xx only after [`Bus::submit`] returned `Ok`, that is
+//! once the command is journalled and applied.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use eoc_protocol::delta::ImpactView;
+use eoc_protocol::messages::{
+    AlertMsg, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
+};
+use eoc_protocol::types::{MsgType, SiteStatus, TaskState, TeamStatus};
+use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::error;
+
+use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
+use crate::core::engine::{Command, Engine};
+use crate::core::geo::LatLon;
+use crate::core::world::{SiteIdx, TeamIdx, VillageIdx};
+use crate::writer::now_ms;
+
+/// Most villages one bbox query returns; a whole-country box would
+/// otherwise send every village in one response.
+pub const MAX_VILLAGES_PER_QUERY: usize = 5_000;
+
+/// A site counts as "near full" in the situation report at this share of
+/// its capacity occupied or allocated.
+pub const NEAR_FULL_SHARE: f64 = 0.9;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The bus to the writer.
+    pub bus: Bus,
+    /// Scenario name and counts, for `/readyz`.
+    pub scenario: Arc<ScenarioInfo>,
+    /// Cancelled when the server shuts down (closes WebSocket connections).
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// What `/readyz` says about the loaded scenario.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioInfo {
+    /// The scenario directory (or a label for a world built in code).
+    pub source: String,
+    /// Villages loaded.
+    pub villages: usize,
+    /// Sites loaded.
+    pub sites: usize,
+    /// Teams loaded.
+    pub teams: usize,
+    /// Rows rejected while loading.
+    pub rejected_rows: usize,
+}
+
+// ---- errors -------------------------------------------------------------
+
+/// Every error of the API. 4xx carry JSON `{code, field, message}` (and
+/// `errors` when there are several); 5xx are logged and opaque.
+#[derive(Debug)]
+pub struct Error {
+    status: StatusCode,
+    problems: Problems,
+}
+
+impl Error {
+    /// A client error with one problem.
+    pub fn new(status: StatusCode, code: &str, field: &str, message: impl Into<String>) -> Error {
+        let mut problems = Problems::default();
+        problems.push(code, field, message);
+        Error { status, problems }
+    }
+
+    /// A client error with every problem of a message.
+    pub fn problems(status: StatusCode, problems: Problems) -> Error {
+        Error { status, problems }
+    }
+
+    /// `404 not_found` for an object named in the path.
+    pub fn not_found(field: &str, message: impl Into<String>) -> Error {
+        Error::new(StatusCode::NOT_FOUND, "not_found", field, message)
+    }
+
+    /// The status to answer with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<SubmitError> for Error {
+    fn from(err: SubmitError) -> Error {
+        match err {
+            SubmitError::Rejected(problems) => {
+                let status = match problems.errors.first().map(|e| e.code.as_str()) {
+                    Some("unknown") => StatusCode::NOT_FOUND,
+                    Some("conflict" | "not_allowed") => StatusCode::CONFLICT,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                Error { status, problems }
+            }
+            SubmitError::Unavailable(why) => {
+                Error::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "", why)
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+            error!(status = %self.status, problems = %self.problems, "request failed");
+            let body = json!({"code": "internal", "field": "", "message": "internal error"});
+            return (self.status, Json(body)).into_response();
+        }
+        let first = self.problems.errors.first();
+        let mut body = json!({
+            "code": first.map_or("error", |e| e.code.as_str()),
+            "field": first.map_or("", |e| e.field.as_str()),
+            "message": first.map_or("", |e| e.message.as_str()),
+        });
+        if self.problems.errors.len() > 1
+            && let (Some(obj), Ok(errors)) =
+                (body.as_object_mut(), serde_json::to_value(&self.problems.errors))
+        {
+            obj.insert("errors".to_owned(), errors);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<BytesRejection> for Error {
+    fn from(rejection: BytesRejection) -> Error {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "",
+                format!("the body exceeds the limit of {MAX_MESSAGE_BYTES} bytes"),
+            )
+        } else {
+            Error::new(rejection.status(), "invalid_body", "", rejection.body_text().to_lowercase())
+        }
+    }
+}
+
+// ---- parsing ------------------------------------------------------------
+
+/// Parses one inbound message: size bound, then JSON with the path of the
+/// first type error.
+///
+/// The edges' one parser, shared with the WebSocket. Semantic validation
+/// (`eoc_protocol::validate::parse`, which needs the messages' `Validate`
+/// implementations) replaces this body once the protocol crate provides
+/// them; until then the engine's own checks (unknown ids, coordinates out
+/// of range) are the semantic ones.
+pub fn parse_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
+    let mut problems = Problems::default();
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        problems.push(
+            "too_large",
+            "",
+            format!("message is {} bytes, the limit is {MAX_MESSAGE_BYTES}", bytes.len()),
+        );
+        return Err(problems);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(err) => {
+                problems.push("invalid_json", "", err.to_string());
+                Err(problems)
+            }
+        },
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_type" };
+            problems.push(code, if path == "." { String::new() } else { path }, inner.to_string());
+            Err(problems)
+        }
+    }
+}
+
+fn bad_request(problems: Problems) -> Error {
+    Error::problems(StatusCode::BAD_REQUEST, problems)
+}
+
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
+    body.map_err(Error::from)
+}
+
+/// Fills an id implied by the path into a message whose body may omit it.
+fn fill_id(slot: &mut Option<String>, from_path: &str, field: &str) -> Result<(), Error> {
+    match slot {
+        Some(given) if given != from_path => Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "conflict",
+            field,
+            format!("{field} {given:?} in the body differs from {from_path:?} in the path"),
+        )),
+        _ => {
+            *slot = Some(from_path.to_owned());
+            Ok(())
+        }
+    }
+}
+
+/// Largest accepted identity header.
+const MAX_USER_LEN: usize = 64;
+
+/// The identity a request acts as.
+///
+/// Temporary: until access control lands this trusts the `X-EOC-User`
+/// header (or `anonymous`), which authenticates nobody.
+pub fn identity(headers: &HeaderMap) -> Result<String, Error> {
+    let Some(value) = headers.get("x-eoc-user") else {
+        return Ok("anonymous".to_owned());
+    };
+    let user = value.to_str().unwrap_or_default();
+    let ok = !user.is_empty()
+        && user.len() <= MAX_USER_LEN
+        && user.chars().all(|c| c.is_ascii_alphanumeric() || "._:@-".contains(c));
+    if !ok {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "x-eoc-user",
+            format!("the user must be 1-{MAX_USER_LEN} characters of A-Z a-z 0-9 . _ : @ -"),
+        ));
+    }
+    Ok(user.to_owned())
+}
+
+/// The JSON answer to an accepted write.
+fn ack(msg_id: &str, accepted: Accepted) -> Json<Value> {
+    Json(match accepted {
+        Accepted::Applied { seq } => json!({"id": msg_id, "seq": seq}),
+        Accepted::Duplicate => json!({"id": msg_id, "duplicate": true}),
+    })
+}
+
+async fn submit(
+    state: &AppState,
+    headers: &HeaderMap,
+    command: Command,
+    msg_id: String,
+) -> Result<Json<Value>, Error> {
+    let by = identity(headers)?;
+    let accepted =
+        state.bus.submit(Submission { command, msg_id: Some(msg_id.clone()), by, edge: Edge::Http }).await?;
+    Ok(ack(&msg_id, accepted))
+}
+
+// ---- router -------------------------------------------------------------
+
+/// The whole HTTP surface (REST, `/ws`, health), for `run` and for
+/// in-process tests.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/alerts", get(list_alerts).post(post_alert))
+        .route("/alerts/preview", post(preview_alert))
+        .route("/alerts/{id}", get(get_alert).put(update_alert))
+        .route("/alerts/{id}/update", post(update_alert))
+        .route("/alerts/{id}/cancel", post(cancel_alert))
+        .route("/alerts/{id}/impact", get(get_impact))
+        .route("/teams", get(list_teams))
+        .route("/teams/{id}", get(get_team))
+        .route("/teams/{id}/position", post(post_position))
+        .route("/teams/{id}/status", post(post_team_status))
+        .route("/sites", get(list_sites))
+        .route("/sites/{id}", get(get_site))
+        .route("/sites/{id}/capacity", post(post_capacity))
+        .route("/villages", get(list_villages))
+        .route("/villages/{id}", get(get_village))
+        .route("/tasks", get(list_tasks).post(post_task))
+        .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/ack", post(post_task_ack))
+        .route("/tasks/{id}/transition", post(post_task_ack))
+        .route("/sitrep", get(sitrep))
+        .fallback(|| async { Error::not_found("", "no such endpoint") });
+    let gated = Router::new()
+        .nest("/api/v1", api)
+        .route("/ws", get(crate::ws::upgrade))
+        .layer(middleware::from_fn_with_state(state.clone(), require_ready));
+    Router::new()
+        .merge(gated)
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .with_state(state)
+}
+
+/// Refuses API and WebSocket requests until the journal is replayed.
+async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.bus.readiness().journal_ready() {
+        return Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "",
+            "the journal is being replayed",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.bus.readiness();
+    let ready = r.journal_ready();
+    let (mqtt, detail) = r.mqtt();
+    let s = &state.scenario;
+    let body = json!({
+        "ready": ready,
+        "journal": {"replayed": ready, "entries_at_start": r.journal_entries(), "seq": state.bus.seq()},
+        "mqtt": {"state": mqtt.as_str(), "detail": detail},
+        "scenario": {
+            "source": s.source, "villages": s.villages, "sites": s.sites, "teams": s.teams,
+            "rejected_rows": s.rejected_rows,
+        },
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.bus.metrics().render(state.bus.queue_depth());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+// ---- inbound twins -------------------------------------------------------
+
+async fn post_alert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let msg: AlertMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::Alert(msg), id).await
+}
+
+/// Parses an alert message for `/alerts/{id}/…`: the path fills
+/// `alert_id`, and `msg_type` defaults to (and must be) `want`.
+fn alert_for_path(bytes: &[u8], alert_id: &str, want: MsgType) -> Result<AlertMsg, Error> {
+    let mut value: Value = parse_message(bytes).map_err(bad_request)?;
+    let Some(obj) = value.as_object_mut() else {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+            "",
+            "the body must be a JSON object",
+        ));
+    };
+    let mut given = obj.get("alert_id").and_then(Value::as_str).map(str::to_owned);
+    fill_id(&mut given, alert_id, "alert_id")?;
+    obj.insert("alert_id".to_owned(), Value::String(alert_id.to_owned()));
+    match obj.get("msg_type").and_then(Value::as_str) {
+        None => {
+            obj.insert("msg_type".to_owned(), Value::String(want.as_str().to_owned()));
+        }
+        Some(t) if t == want.as_str() => {}
+        Some(t) => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "conflict",
+                "msg_type",
+                format!("msg_type {t:?} does not fit this endpoint, which sends {want}"),
+            ));
+        }
+    }
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    parse_message(&bytes).map_err(bad_request)
+}
+
+async fn update_alert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let msg = alert_for_path(&body_of(body)?, &id, MsgType::Update)?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::Alert(msg), msg_id).await
+}
+
+async fn cancel_alert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let msg = alert_for_path(&body_of(body)?, &id, MsgType::Cancel)?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::Alert(msg), msg_id).await
+}
+
+async fn post_position(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let mut msg: TeamPositionMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    fill_id(&mut msg.team_id, &id, "team_id")?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::TeamPosition(msg), msg_id).await
+}
+
+async fn post_team_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let mut msg: TeamStatusMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    fill_id(&mut msg.team_id, &id, "team_id")?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::TeamStatus(msg), msg_id).await
+}
+
+async fn post_capacity(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let mut msg: SiteCapacityMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    fill_id(&mut msg.site_id, &id, "site_id")?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::SiteCapacity(msg), msg_id).await
+}
+
+async fn post_task_ack(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let mut msg: TaskUpdateMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    fill_id(&mut msg.task_id, &id, "task_id")?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::TaskUpdate(msg), msg_id).await
+}
+
+async fn post_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Error> {
+    let msg: TaskAssignMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let msg_id = msg.envelope.id.clone();
+    submit(&state, &headers, Command::TaskAssign(msg), msg_id).await
+}
+
+// ---- reads ---------------------------------------------------------------
+
+fn alert_position(engine: &Engine, id: &str) -> Option<usize> {
+    engine.alerts().iter().position(|a| a.msg.alert_id == id)
+}
+
+async fn list_alerts(State(state): State<AppState>) -> Json<Value> {
+    let alerts = state.bus.read(|e| (0..e.alerts().len()).map(|i| e.alert_view(i)).collect::<Vec<_>>());
+    Json(json!({"alerts": alerts}))
+}
+
+async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    let view = state.bus.read(|e| alert_position(e, &id).map(|i| e.alert_view(i)));
+    let view = view.ok_or_else(|| Error::not_found("alert_id", format!("no alert {id}")))?;
+    Ok(Json(view).into_response())
+}
+
+async fn get_impact(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ImpactView>, Error> {
+    let view = state.bus.read(|e| alert_position(e, &id).map(|i| e.impact_view(i)));
+    view.map(Json).ok_or_else(|| Error::not_found("alert_id", format!("no alert {id}")))
+}
+
+/// The impact a draft alert would have, without changing any state: the
+/// engine is cloned (a few ms for the Tajikistan scenario) and the alert
+/// applied to the clone.
+async fn preview_alert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ImpactView>, Error> {
+    let by = identity(&headers)?;
+    let msg: AlertMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let mut engine = state.bus.read(Engine::clone);
+    let alert_id = msg.alert_id.clone();
+    // Off the async workers: matching a large alert takes milliseconds.
+    let view = tokio::task::spawn_blocking(move || {
+        engine.apply(&Command::Alert(msg), &by, now_ms())?;
+        Ok::<_, Problems>(alert_position(&engine, &alert_id).map(|i| engine.impact_view(i)))
+    })
+    .await
+    .map_err(|err| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "", err.to_string()))?
+    .map_err(|p| Error::from(SubmitError::Rejected(p)))?;
+    view.map(Json).ok_or_else(|| Error::not_found("alert_id", "the preview produced no alert"))
+}
+
+async fn list_teams(State(state): State<AppState>) -> Json<Value> {
+    let teams = state
+        .bus
+        .read(|e| (0..e.world().teams().len()).map(|t| e.team_view(TeamIdx(t as u32))).collect::<Vec<_>>());
+    Json(json!({"teams": teams}))
+}
+
+async fn get_team(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    let view = state.bus.read(|e| e.world().team_idx(&id).map(|t| e.team_view(t)));
+    let view = view.ok_or_else(|| Error::not_found("team_id", format!("no team {id}")))?;
+    Ok(Json(view).into_response())
+}
+
+async fn list_sites(State(state): State<AppState>) -> Json<Value> {
+    let sites = state
+        .bus
+        .read(|e| (0..e.world().sites().len()).map(|s| e.site_view(SiteIdx(s as u32))).collect::<Vec<_>>());
+    Json(json!({"sites": sites}))
+}
+
+async fn get_site(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    let view = state.bus.read(|e| e.world().site_idx(&id).map(|s| e.site_view(s)));
+    let view = view.ok_or_else(|| Error::not_found("site_id", format!("no site {id}")))?;
+    Ok(Json(view).into_response())
+}
+
+fn village_json(e: &Engine, v: VillageIdx) -> Value {
+    let w = e.world();
+    let village = w.village(v);
+    json!({
+        "village_id": village.id,
+        "name": village.name,
+        "region": w.places.region(village.district),
+        "district": w.places.district(village.district),
+        "lat": village.at.lat(),
+        "lon": village.at.lon(),
+        "population": village.population,
+        "population_estimated": village.population_estimated,
+        "elevation_m": village.elevation_m,
+    })
+}
+
+/// Query of `GET /api/v1/villages`.
+#[derive(Debug, serde::Deserialize)]
+struct VillageQuery {
+    /// `minLon,minLat,maxLon,maxLat`.
+    bbox: Option<String>,
+}
+
+fn parse_bbox(text: &str) -> Result<(LatLon, LatLon), Error> {
+    let bad = |why: &str| Error::new(StatusCode::BAD_REQUEST, "invalid", "bbox", why.to_owned());
+    let parts: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("bbox must be four numbers: minLon,minLat,maxLon,maxLat"))?;
+    let [min_lon, min_lat, max_lon, max_lat] = parts[..] else {
+        return Err(bad("bbox must be four numbers: minLon,minLat,maxLon,maxLat"));
+    };
+    let sw = LatLon::new(min_lat, min_lon).map_err(|e| bad(&e.to_string()))?;
+    let ne = LatLon::new(max_lat, max_lon).map_err(|e| bad(&e.to_string()))?;
+    if min_lon > max_lon || min_lat > max_lat {
+        return Err(bad("bbox minimum exceeds its maximum"));
+    }
+    Ok((sw, ne))
+}
+
+async fn list_villages(
+    State(state): State<AppState>,
+    Query(q): Query<VillageQuery>,
+) -> Result<Json<Value>, Error> {
+    let Some(bbox) = q.bbox else {
+        return Err(Error::new(StatusCode::BAD_REQUEST, "required", "bbox", "bbox is required"));
+    };
+    let (sw, ne) = parse_bbox(&bbox)?;
+    let inside =
+        |p: LatLon| p.lat() >= sw.lat() && p.lat() <= ne.lat() && p.lon() >= sw.lon() && p.lon() <= ne.lon();
+    let (villages, truncated) = state.bus.read(|e| {
+        let mut out = Vec::new();
+        let mut truncated = false;
+        // The circle through the box's corners holds the box; the exact
+        // test filters it.
+        let center = LatLon::new((sw.lat() + ne.lat()) / 2.0, (sw.lon() + ne.lon()) / 2.0).unwrap_or(sw);
+        let radius_m = center
+            .distance_m(sw)
+            .max(center.distance_m(ne))
+            .max(center.distance_m(LatLon::new(sw.lat(), ne.lon()).unwrap_or(sw)))
+            + 1.0;
+        let mut hits: Vec<VillageIdx> = e
+            .world()
+            .village_index()
+            .within(center, radius_m)
+            .map(|(v, _)| v)
+            .filter(|&v| inside(e.world().village(v).at))
+            .collect();
+        hits.sort();
+        if hits.len() > MAX_VILLAGES_PER_QUERY {
+            hits.truncate(MAX_VILLAGES_PER_QUERY);
+            truncated = true;
+        }
+        for v in hits {
+            out.push(village_json(e, v));
+        }
+        (out, truncated)
+    });
+    Ok(Json(json!({"villages": villages, "truncated": truncated, "limit": MAX_VILLAGES_PER_QUERY})))
+}
+
+async fn get_village(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Error> {
+    let view = state.bus.read(|e| e.world().village_idx(&id).map(|v| village_json(e, v)));
+    view.map(Json).ok_or_else(|| Error::not_found("village_id", format!("no village {id}")))
+}
+
+async fn list_tasks(State(state): State<AppState>) -> Json<Value> {
+    let tasks = state.bus.read(|e| {
+        (0..e.tasks().len()).map(|k| e.task_view(crate::core::engine::TaskIdx(k as u32))).collect::<Vec<_>>()
+    });
+    Json(json!({"tasks": tasks}))
+}
+
+async fn get_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    let view = state.bus.read(|e| {
+        e.tasks().iter().position(|t| t.id == id).map(|k| e.task_view(crate::core::engine::TaskIdx(k as u32)))
+    });
+    let view = view.ok_or_else(|| Error::not_found("task_id", format!("no task {id}")))?;
+    Ok(Json(view).into_response())
+}
+
+/// The situation report: active alerts with their exposure, totals, sites
+/// near full, teams by status and tasks by state.
+async fn sitrep(State(state): State<AppState>) -> Json<Value> {
+    Json(state.bus.read_with_seq(|e, seq| {
+        let mut alerts = Vec::new();
+        let (mut displaced, mut placed, mut shortfall) = (0u64, 0u64, 0u64);
+        for (i, a) in e.alerts().iter().enumerate() {
+            if !a.active() {
+                continue;
+            }
+            let summary = e.exposure_summary(a);
+            let total = &summary.total;
+            displaced += total.displaced;
+            placed += total.placed;
+            shortfall += total.shortfall;
+            alerts.push(json!({"alert": e.alert_view(i), "exposure": summary}));
+        }
+        let near_full: Vec<_> = (0..e.world().sites().len())
+            .map(|s| SiteIdx(s as u32))
+            .filter(|&s| {
+                let site = e.world().site(s);
+                let used = f64::from(site.occupancy) + f64::from(e.site_allocated(s));
+                site.status == SiteStatus::Full
+                    || (site.capacity > 0 && used >= NEAR_FULL_SHARE * f64::from(site.capacity))
+            })
+            .map(|s| e.site_view(s))
+            .collect();
+        let mut teams = serde_json::Map::new();
+        for status in TeamStatus::ALL {
+            let n = e.world().teams().iter().filter(|t| t.status == *status).count();
+            teams.insert(status.as_str().to_owned(), json!(n));
+        }
+        let mut tasks = serde_json::Map::new();
+        for state in TaskState::ALL {
+            let n = e.tasks().iter().filter(|t| t.state == *state).count();
+            tasks.insert(state.as_str().to_owned(), json!(n));
+        }
+        json!({
+            "generated_at": chrono::Utc::now(),
+            "seq": seq,
+            "active_alerts": alerts,
+            "totals": {"displaced": displaced, "placed": placed, "shortfall": shortfall},
+            "sites_near_full": near_full,
+            "teams_by_status": teams,
+            "tasks_by_state": tasks,
+        })
+    }))
+}

@@ -1,0 +1,56 @@
+//! The journal: restarts, shutdown, time-driven changes.
+
+use eoc_tests::{Server, Ws, data_dir, earthquake, message, test_config};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_restart_on_the_same_data_dir_gives_the_same_state() {
+    let dir = data_dir();
+    let server = Server::start(test_config(dir.path())).await;
+    server.post("/api/v1/teams/t-1/position", &message(json!({"lat": 38.55, "lon": 68.75}))).await;
+    server.post("/api/v1/sites/s-2/capacity", &message(json!({"capacity": 20, "status": "open"}))).await;
+    assert_eq!(server.post("/api/v1/alerts", &earthquake("eq-r")).await.0, 200);
+    let (_, tasks) = server.get("/api/v1/tasks").await;
+    let task_id = tasks["tasks"][0]["task_id"].as_str().unwrap().to_owned();
+    let (status, _) = server.post(&format!("/api/v1/tasks/{task_id}/ack"), &message(json!({}))).await;
+    assert_eq!(status, 200);
+    let retry = message(json!({"status": "available"}));
+    server.post("/api/v1/teams/t-3/status", &retry).await;
+    let before = server.state().await;
+    server.stop().await;
+
+    let server = Server::start(test_config(dir.path())).await;
+    assert_eq!(server.state().await, before);
+    // The deduplication set survives the restart too.
+    let (_, again) = server.post("/api/v1/teams/t-3/status", &retry).await;
+    assert_eq!(again["duplicate"], true);
+    // And a third start replays over the shutdown checkpoint.
+    server.stop().await;
+    let server = Server::start(test_config(dir.path())).await;
+    assert_eq!(server.state().await, before);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unacknowledged_task_times_out_and_the_village_is_dispatched_again() {
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    config.engine.ack_timeout_s = 1;
+    config.engine.max_tasks_per_alert = 1;
+    let server = Server::start(config).await;
+    let mut ws = Ws::connect(server.addr).await;
+    ws.next().await;
+    assert_eq!(server.post("/api/v1/alerts", &earthquake("eq-t")).await.0, 200);
+    let assigned = ws.until(|f| f["type"] == "task" && f["state"] == "assigned").await;
+    let timed_out = ws
+        .until(|f| f["type"] == "task" && f["task_id"] == assigned["task_id"] && f["state"] == "timed_out")
+        .await;
+    assert_eq!(timed_out["village_id"], assigned["village_id"]);
+    let again = ws
+        .until(|f| f["type"] == "task" && f["state"] == "assigned" && f["task_id"] != assigned["task_id"])
+        .await;
+    assert_eq!(again["village_id"], assigned["village_id"], "the same village gets another team");
+    assert_ne!(again["team_id"], assigned["team_id"], "not the team that let it time out");
+    ws.close().await;
+    server.stop().await;
+}

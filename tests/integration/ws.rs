@@ -1,0 +1,85 @@
+//! The WebSocket edge: inbound messages, acks, errors, lagging clients.
+
+use eoc_tests::{Server, Ws, data_dir, earthquake, message, test_config};
+use serde_json::json;
+
+#[tokio::test]
+async fn inbound_messages_get_an_ack_or_a_specific_error() {
+    let dir = data_dir();
+    let server = Server::start(test_config(dir.path())).await;
+    let mut ws = Ws::connect(server.addr).await;
+    assert_eq!(ws.next().await["type"], "snapshot");
+
+    let pos = message(json!({"type": "team_position", "team_id": "t-1", "lat": 38.53, "lon": 68.73}));
+    ws.send(&pos).await;
+    let ack = ws.until(|f| f["type"] == "ack").await;
+    assert_eq!(ack["id"], pos["id"]);
+    assert!(ack["seq"].as_u64().is_some());
+
+    ws.send(&pos).await;
+    let again = ws.until(|f| f["type"] == "ack").await;
+    assert_eq!(again, json!({"type": "ack", "id": pos["id"], "duplicate": true}));
+
+    let unknown = message(json!({"type": "team_status", "team_id": "t-77", "status": "available"}));
+    ws.send(&unknown).await;
+    let err = ws.until(|f| f["type"] == "error").await;
+    assert_eq!(err["id"], unknown["id"]);
+    assert_eq!(err["errors"][0]["field"], "team_id");
+    assert_eq!(err["errors"][0]["code"], "unknown");
+
+    ws.send_text("{not json").await;
+    let err = ws.until(|f| f["type"] == "error").await;
+    assert_eq!(err["id"], serde_json::Value::Null);
+    assert_eq!(err["errors"][0]["code"], "invalid_json");
+
+    let wrong = message(json!({"type": "team_position", "team_id": "t-1", "lat": 38.5}));
+    ws.send(&wrong).await;
+    let err = ws.until(|f| f["type"] == "error").await;
+    assert_eq!(err["id"], wrong["id"], "the id is echoed even when the message is invalid");
+
+    let (_, team) = server.get("/api/v1/teams/t-1").await;
+    assert_eq!(team["lat"], 38.53);
+    ws.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lagging_client_gets_a_fresh_snapshot() {
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    // Two frames of buffer: an alert's burst of frames overflows it while
+    // this client waits for its own acknowledgement.
+    config.http.fanout_frames = 2;
+    let server = Server::start(config).await;
+    let mut ws = Ws::connect(server.addr).await;
+    let first = ws.next().await;
+    assert_eq!(first["type"], "snapshot");
+
+    let mut alert = earthquake("eq-lag");
+    alert["type"] = json!("alert");
+    ws.send(&alert).await;
+    let (mut snapshot, mut ack) = (None, None);
+    while snapshot.is_none() || ack.is_none() {
+        let frame = ws.next().await;
+        match frame["type"].as_str() {
+            Some("snapshot") => snapshot = Some(frame),
+            Some("ack") => ack = Some(frame),
+            // Frames before the lag was noticed are fine; none may be skipped
+            // silently, which the seq check below shows.
+            _ => {}
+        }
+    }
+    let (snapshot, ack) = (snapshot.unwrap(), ack.unwrap());
+    let alerts = snapshot["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "the fresh snapshot holds the alert: {snapshot}");
+    assert!(snapshot["seq"].as_u64() >= ack["seq"].as_u64(), "the snapshot includes the acknowledged alert");
+
+    // It continues with frames after the snapshot.
+    let (status, _) =
+        server.post("/api/v1/teams/t-3/position", &message(json!({"lat": 38.41, "lon": 68.61}))).await;
+    assert_eq!(status, 200);
+    let frame = ws.until(|f| f["type"] == "team").await;
+    assert_eq!(frame["seq"].as_u64(), Some(snapshot["seq"].as_u64().unwrap() + 1));
+    ws.close().await;
+    server.stop().await;
+}
