@@ -148,7 +148,9 @@ fn trim_boundaries(src: &Path, dst: &Path) -> anyhow::Result<()> {
             let mut feature = Map::new();
             feature.insert("type".into(), Value::from("Feature"));
             feature.insert("properties".into(), Value::Object(props));
-            feature.insert("geometry".into(), f.get("geometry").cloned().unwrap_or(Value::Null));
+            let mut geometry = f.get("geometry").cloned().unwrap_or(Value::Null);
+            round_coordinates(&mut geometry);
+            feature.insert("geometry".into(), geometry);
             Value::Object(feature)
         })
         .collect();
@@ -158,6 +160,25 @@ fn trim_boundaries(src: &Path, dst: &Path) -> anyhow::Result<()> {
     let mut text = serde_json::to_string(&Value::Object(out))?;
     text.push('\n');
     std::fs::write(dst, text).with_context(|| format!("writing {}", dst.display()))
+}
+
+/// Rounds every number in a geometry to 7 decimals (about 1 cm, the
+/// precision of the source). The written file then does not depend on the
+/// last bit of float parsing, which differs between serde_json builds.
+fn round_coordinates(v: &mut Value) {
+    match v {
+        Value::Array(items) => items.iter_mut().for_each(round_coordinates),
+        Value::Object(map) => map.values_mut().for_each(round_coordinates),
+        Value::Number(n) => {
+            if let Some(x) = n.as_f64().filter(|x| x.fract() != 0.0) {
+                let r = (x * 1e7).round() / 1e7;
+                if let Some(num) = serde_json::Number::from_f64(r) {
+                    *n = num;
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `ATTRIBUTION.md` of the built scenario: the credit lines the source
