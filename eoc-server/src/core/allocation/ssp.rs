@@ -519,6 +519,9 @@ impl<'a> Solver<'a> {
         self.heap.clear();
         self.settled.clear();
         self.ensure_cands(i, CANDIDATES);
+        if let Some(t) = self.direct(i) {
+            return Outcome::Room(t);
+        }
         self.relax_village(i, ROOT, 0.0, 0.0, 0);
         let mut displace: Option<(u32, u32)> = None; // (demand, site)
         while let Some(ev) = self.heap.pop() {
@@ -561,6 +564,40 @@ impl<'a> Solver<'a> {
             Some((demand, site)) => Outcome::Displace { site, demand },
             None => Outcome::Stuck,
         }
+    }
+
+    /// The common case without contention: when the cheapest entry of all
+    /// (nearest first, and no site costs less than its distance since prices
+    /// are never negative) is a site with room, that is the shortest path,
+    /// found without a heap. Leaves the search state as Dijkstra would have
+    /// after settling only that site.
+    fn direct(&mut self, i: u32) -> Option<u32> {
+        let c = &self.cands[i as usize];
+        let mut best: Option<(f64, u32)> = None;
+        for &(t, d) in &c.sites {
+            if best.is_some_and(|(key, _)| d >= key) {
+                break;
+            }
+            let ti = t as usize;
+            if self.dead[ti] {
+                continue;
+            }
+            let key = d + self.price[ti];
+            if best.is_none_or(|(k, _)| key < k) {
+                best = Some((key, t));
+            }
+        }
+        let (key, t) = best?;
+        let ti = t as usize;
+        if self.room[ti] == 0 || key > c.next_m {
+            return None;
+        }
+        self.seen[ti] = self.epoch;
+        self.done[ti] = self.epoch;
+        self.dist[ti] = key;
+        self.pred[ti] = Pred::Root;
+        self.settled.push(t);
+        Some(t)
     }
 
     /// Pushes the bottleneck along the path to `target` and updates prices.
