@@ -1,0 +1,445 @@
+//! Capacitated allocation of displaced people to sites.
+//!
+//! Minimises total person-distance (great-circle metres) subject to site
+//! capacity, serving demands in the order given (most exposed first), and
+//! reports the shortfall instead of overfilling.
+//!
+//! The result is lexicographically optimal: first the persons served per
+//! demand, in priority order, are as many as possible (the first demand gets
+//! all it can reach, then the second given that, and so on); then, among such
+//! flows, total person-metres are least. Sites further than
+//! [`AllocParams::max_distance_m`] from a village are never used for it.
+//!
+//! - [`allocate`] solves from scratch by successive shortest paths over the
+//!   sites (see `ssp.rs` for the method and why it is exact while looking
+//!   only at each village's nearest sites).
+//! - [`reallocate`] starts from the previous result and its site prices and
+//!   repairs only what a change broke.
+//! - [`exact`] is an independent reference solver on the complete graph,
+//!   for tests and benchmarks.
+
+pub mod exact;
+mod knn;
+mod ssp;
+
+use super::geo::LatLon;
+use super::world::{SiteIdx, VillageIdx};
+
+/// People of one village needing a place. Demands are served in slice order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    /// The village.
+    pub village: VillageIdx,
+    /// Where the people are.
+    pub at: LatLon,
+    /// How many.
+    pub persons: u32,
+}
+
+/// Room at one candidate site.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Supply {
+    /// The site.
+    pub site: SiteIdx,
+    /// Where it is.
+    pub at: LatLon,
+    /// Persons it can still take.
+    pub free: u32,
+}
+
+/// People of a village sent to a site.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flow {
+    /// From.
+    pub village: VillageIdx,
+    /// To.
+    pub site: SiteIdx,
+    /// How many.
+    pub persons: u32,
+    /// Great-circle metres.
+    pub distance_m: f64,
+}
+
+/// The result of an allocation.
+///
+/// Two allocations are equal when their flows and shortfalls are; the
+/// warm-start prices they carry are a hint for [`reallocate`], not a result.
+#[derive(Debug, Clone, Default)]
+pub struct Allocation {
+    /// People sent, grouped by village in demand order.
+    pub flows: Vec<Flow>,
+    /// People with no place, per village, in demand order.
+    pub shortfall: Vec<(VillageIdx, u32)>,
+    /// Site prices that certify the flow optimal; `None` for an allocation
+    /// not made by this module, which [`reallocate`] then solves cold.
+    warm: Option<Box<WarmStart>>,
+    /// Whether the work budget ran out and part of it was placed greedily.
+    approximate: bool,
+}
+
+impl Allocation {
+    /// Whether the solver ran out of its work budget and placed the rest of
+    /// the people greedily (feasible, most exposed first, but not minimal in
+    /// person-distance).
+    pub fn is_approximate(&self) -> bool {
+        self.approximate
+    }
+}
+
+impl PartialEq for Allocation {
+    fn eq(&self, other: &Self) -> bool {
+        self.flows == other.flows && self.shortfall == other.shortfall
+    }
+}
+
+/// What [`reallocate`] needs beyond the flows: the distance limit they were
+/// made under and each site's price (the extra metres a person placed there
+/// is worth, zero where there is room).
+#[derive(Debug, Clone, PartialEq)]
+struct WarmStart {
+    max_distance_m: f64,
+    prices: Vec<PriceHint>,
+}
+
+/// The price of one site, with where the site was when it was priced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PriceHint {
+    site: SiteIdx,
+    at: LatLon,
+    price: f64,
+}
+
+impl Allocation {
+    /// Total person-metres.
+    pub fn person_m(&self) -> f64 {
+        self.flows.iter().map(|f| f64::from(f.persons) * f.distance_m).sum()
+    }
+
+    /// People placed.
+    pub fn placed(&self) -> u64 {
+        self.flows.iter().map(|f| u64::from(f.persons)).sum()
+    }
+
+    /// People with no place.
+    pub fn shortfall_total(&self) -> u64 {
+        self.shortfall.iter().map(|&(_, p)| u64::from(p)).sum()
+    }
+}
+
+/// Tuning of [`allocate`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AllocParams {
+    /// Sites further than this from a village are never used for it, metres.
+    pub max_distance_m: f64,
+}
+
+impl Default for AllocParams {
+    fn default() -> Self {
+        AllocParams { max_distance_m: 300_000.0 }
+    }
+}
+
+/// Allocates `demands` (in priority order) to `supplies`: the most persons
+/// for each demand in turn, then the least total person-metres, never
+/// overfilling a site and never beyond `params.max_distance_m`. Flows come
+/// grouped by village in demand order (nearest site first), and every demand
+/// with people left unplaced appears in the shortfall.
+///
+/// Each village is placed once per demand entry; a village listed twice is
+/// two demands.
+pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
+    ssp::Solver::new(demands, supplies, params).solve_cold()
+}
+
+/// Re-allocates after a change (site room, demands, or both), warm-started
+/// from `previous`: flows that are still possible are kept with the prices
+/// that made them optimal, what the change broke is evicted and placed again.
+/// Serves the same persons per demand at the same total person-metres as
+/// [`allocate`] on the same input (ties between equally good flows may be
+/// broken differently). Falls back to [`allocate`] when `previous` was not
+/// made by this module, was made under another distance limit, or the input
+/// lists a village or a site twice.
+pub fn reallocate(
+    previous: &Allocation,
+    demands: &[Demand],
+    supplies: &[Supply],
+    params: &AllocParams,
+) -> Allocation {
+    if let Some(warm) = &previous.warm
+        && let Some(out) = ssp::Solver::new(demands, supplies, params).solve_warm(previous, warm)
+    {
+        return out;
+    }
+    allocate(demands, supplies, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(lat: f64, lon: f64) -> LatLon {
+        LatLon::new(lat, lon).unwrap()
+    }
+
+    fn demand(i: u32, at: LatLon, persons: u32) -> Demand {
+        Demand { village: VillageIdx(i), at, persons }
+    }
+
+    fn supply(j: u32, at: LatLon, free: u32) -> Supply {
+        Supply { site: SiteIdx(j), at, free }
+    }
+
+    /// Persons placed per demand, in demand order.
+    fn served(a: &Allocation, demands: &[Demand]) -> Vec<u64> {
+        demands
+            .iter()
+            .map(|d| a.flows.iter().filter(|f| f.village == d.village).map(|f| u64::from(f.persons)).sum())
+            .collect()
+    }
+
+    fn persons_at(a: &Allocation, v: u32, s: u32) -> u32 {
+        a.flows.iter().filter(|f| f.village == VillageIdx(v) && f.site == SiteIdx(s)).map(|f| f.persons).sum()
+    }
+
+    /// Everything a caller relies on, whatever the instance.
+    fn check_feasible(a: &Allocation, demands: &[Demand], supplies: &[Supply], params: &AllocParams) {
+        for s in supplies {
+            let load: u64 = a.flows.iter().filter(|f| f.site == s.site).map(|f| u64::from(f.persons)).sum();
+            assert!(load <= u64::from(s.free), "site {:?} holds {load} > free {}", s.site, s.free);
+        }
+        for d in demands {
+            let placed: u64 =
+                a.flows.iter().filter(|f| f.village == d.village).map(|f| u64::from(f.persons)).sum();
+            let short: u64 =
+                a.shortfall.iter().filter(|(v, _)| *v == d.village).map(|&(_, n)| u64::from(n)).sum();
+            assert_eq!(placed + short, u64::from(d.persons), "village {:?}", d.village);
+        }
+        for f in &a.flows {
+            assert!(f.persons > 0);
+            let d = demands.iter().find(|d| d.village == f.village).unwrap();
+            let s = supplies.iter().find(|s| s.site == f.site).unwrap();
+            assert_eq!(f.distance_m, d.at.distance_m(s.at), "flow distance");
+            assert!(f.distance_m <= params.max_distance_m, "flow beyond the limit: {}", f.distance_m);
+        }
+        assert!(a.shortfall.iter().all(|&(_, n)| n > 0));
+    }
+
+    fn assert_same_optimum(got: &Allocation, want: &Allocation, demands: &[Demand]) {
+        assert_eq!(served(got, demands), served(want, demands), "served per demand");
+        let (g, w) = (got.person_m(), want.person_m());
+        assert!((g - w).abs() <= 1e-9 * w.max(1.0), "person-metres {g} vs optimum {w}");
+    }
+
+    /// A tight instance that needs augmenting paths: once the work budget
+    /// is spent, the rest is placed greedily — still within capacity and
+    /// range, every person placed or counted short, flagged approximate, and
+    /// the next change starts cold.
+    #[test]
+    fn a_spent_work_budget_falls_back_to_feasible_greedy_placement() {
+        let demands: Vec<Demand> = (0..40)
+            .map(|i| demand(i, p(38.5 + 0.01 * f64::from(i), 69.0 + 0.005 * f64::from(i % 7)), 50))
+            .collect();
+        let supplies: Vec<Supply> =
+            (0..12).map(|j| supply(j, p(38.52 + 0.03 * f64::from(j), 69.01), 120)).collect();
+        let params = AllocParams::default();
+        let exact = allocate(&demands, &supplies, &params);
+        assert!(!exact.is_approximate());
+        for budget in [0, 5, 50] {
+            let a = ssp::Solver::new(&demands, &supplies, &params).with_budget(budget).solve_cold();
+            check_feasible(&a, &demands, &supplies, &params);
+            assert!(a.is_approximate(), "budget {budget}");
+            // The same people are placed (capacity is the binding limit) …
+            assert_eq!(a.placed(), exact.placed());
+            // … at no less total distance than the optimum.
+            assert!(a.person_m() >= exact.person_m() - 1e-6);
+            let again = reallocate(&a, &demands, &supplies, &params);
+            assert_same_optimum(&again, &exact, &demands);
+        }
+    }
+
+    #[test]
+    fn the_more_exposed_village_wins_a_contested_site() {
+        let site = p(38.50, 69.00);
+        // Village 7 is listed first (more exposed) although village 3 is nearer.
+        let demands = [demand(7, p(38.55, 69.00), 100), demand(3, p(38.505, 69.00), 100)];
+        let supplies = [supply(0, site, 120)];
+        let a = allocate(&demands, &supplies, &AllocParams::default());
+        assert_eq!(persons_at(&a, 7, 0), 100);
+        assert_eq!(persons_at(&a, 3, 0), 20);
+        assert_eq!(a.shortfall, vec![(VillageIdx(3), 80)]);
+    }
+
+    #[test]
+    fn a_nearer_village_takes_the_close_site_when_that_lowers_the_total() {
+        // Site A is nearest for both villages; village 0 is only slightly
+        // further from B, village 1 much further. Greedy would put 0 in A and
+        // send 1 far away; the optimum swaps them.
+        let a_site = p(38.50, 69.00);
+        let b_site = p(38.50, 69.10);
+        let v0 = p(38.55, 69.045);
+        let v1 = p(38.505, 68.99);
+        let demands = [demand(0, v0, 100), demand(1, v1, 100)];
+        let supplies = [supply(0, a_site, 100), supply(1, b_site, 100)];
+        let a = allocate(&demands, &supplies, &AllocParams::default());
+        assert_eq!(persons_at(&a, 1, 0), 100, "{a:?}");
+        assert_eq!(persons_at(&a, 0, 1), 100, "{a:?}");
+        assert!(a.shortfall.is_empty());
+        assert_same_optimum(&a, &exact::solve(&demands, &supplies, &AllocParams::default()), &demands);
+    }
+
+    #[test]
+    fn sites_beyond_the_limit_are_never_used_and_the_gap_is_reported() {
+        let demands = [demand(0, p(38.0, 69.0), 50)];
+        // 0.5° of latitude is about 55.6 km.
+        let supplies = [supply(0, p(38.5, 69.0), 1_000)];
+        let params = AllocParams { max_distance_m: 50_000.0 };
+        let a = allocate(&demands, &supplies, &params);
+        assert!(a.flows.is_empty());
+        assert_eq!(a.shortfall, vec![(VillageIdx(0), 50)]);
+        let near = AllocParams { max_distance_m: 60_000.0 };
+        assert_eq!(allocate(&demands, &supplies, &near).placed(), 50);
+    }
+
+    #[test]
+    fn a_village_reaches_past_its_nearest_sites_when_they_fill() {
+        // Forty small sites strung out northwards: the village needs most
+        // of them, far more than it lists at first.
+        let centre = p(38.5, 69.0);
+        let supplies: Vec<Supply> =
+            (0..40).map(|j| supply(j, p(38.5 + 0.01 * f64::from(j + 1), 69.0), 3)).collect();
+        let demands = [demand(0, centre, 100)];
+        let a = allocate(&demands, &supplies, &AllocParams::default());
+        assert_eq!(a.placed(), 100);
+        // The 34 nearest sites, nothing further.
+        let used: std::collections::BTreeSet<u32> = a.flows.iter().map(|f| f.site.0).collect();
+        assert_eq!(used, (0..34).collect(), "{a:?}");
+        assert_same_optimum(&a, &exact::solve(&demands, &supplies, &AllocParams::default()), &demands);
+    }
+
+    #[test]
+    fn shrinking_a_site_moves_people_and_keeps_the_first_village_served() {
+        let demands =
+            [demand(0, p(38.50, 69.00), 80), demand(1, p(38.52, 69.02), 80), demand(2, p(38.60, 69.20), 60)];
+        let mut supplies = vec![supply(0, p(38.51, 69.01), 150), supply(1, p(38.62, 69.22), 70)];
+        let params = AllocParams::default();
+        let before = allocate(&demands, &supplies, &params);
+        assert!(before.shortfall.is_empty());
+        supplies[0].free = 70;
+        let warm = reallocate(&before, &demands, &supplies, &params);
+        check_feasible(&warm, &demands, &supplies, &params);
+        let cold = allocate(&demands, &supplies, &params);
+        assert_same_optimum(&warm, &cold, &demands);
+        assert_eq!(served(&warm, &demands), vec![80, 60, 0]);
+    }
+
+    #[test]
+    fn reallocate_without_a_previous_solve_is_a_cold_solve() {
+        let demands = [demand(0, p(38.5, 69.0), 10)];
+        let supplies = [supply(0, p(38.5, 69.01), 5)];
+        let params = AllocParams::default();
+        let a = reallocate(&Allocation::default(), &demands, &supplies, &params);
+        assert_eq!(a, allocate(&demands, &supplies, &params));
+        assert_eq!(a.shortfall, vec![(VillageIdx(0), 5)]);
+    }
+
+    #[test]
+    fn nothing_to_place_or_nowhere_to_place_it() {
+        let params = AllocParams::default();
+        assert_eq!(allocate(&[], &[supply(0, p(38.5, 69.0), 5)], &params), Allocation::default());
+        let a = allocate(&[demand(0, p(38.5, 69.0), 5)], &[], &params);
+        assert_eq!(a.shortfall, vec![(VillageIdx(0), 5)]);
+    }
+
+    /// A random instance: villages and sites in a small box, some sharing a
+    /// spot, some sites full, a distance limit that leaves some villages with
+    /// no site at all, capacity from very tight to loose.
+    fn instance() -> impl Strategy<Value = (Vec<Demand>, Vec<Supply>, AllocParams)> {
+        let spot = (38.0f64..39.0, 69.0f64..70.5);
+        (
+            prop::collection::vec(spot.clone(), 1..8),
+            prop::collection::vec((0u8..4, spot.clone(), 0u32..400), 1..200),
+            prop::collection::vec((0u8..4, spot, 0u32..8), 0..30),
+            0.1f64..2.0,
+            10_000.0f64..150_000.0,
+        )
+            .prop_map(|(shared, vs, ss, capacity, max_distance_m)| {
+                // A quarter of the points sit on a shared spot (duplicates).
+                let place = |k: u8, own: (f64, f64), salt: usize| {
+                    let (lat, lon) = if k == 0 { shared[salt % shared.len()] } else { own };
+                    p(lat, lon)
+                };
+                let demands: Vec<Demand> = vs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(k, at, persons))| demand(i as u32, place(k, at, i), persons.max(1)))
+                    .collect();
+                let total: f64 = demands.iter().map(|d| f64::from(d.persons)).sum();
+                let per_site = capacity * total / ss.len().max(1) as f64;
+                let supplies: Vec<Supply> = ss
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &(k, at, weight))| {
+                        // Weight 0 makes a full site; others share the capacity.
+                        let free = (per_site * f64::from(weight) / 3.5).round() as u32;
+                        supply(j as u32 + 1000, place(k, at, j + 3), free)
+                    })
+                    .collect();
+                (demands, supplies, AllocParams { max_distance_m })
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn allocate_is_feasible_and_matches_the_exact_optimum((demands, supplies, params) in instance()) {
+            let a = allocate(&demands, &supplies, &params);
+            check_feasible(&a, &demands, &supplies, &params);
+            let want = exact::solve(&demands, &supplies, &params);
+            check_feasible(&want, &demands, &supplies, &params);
+            assert_same_optimum(&a, &want, &demands);
+        }
+
+        #[test]
+        fn reallocate_after_a_change_matches_a_cold_solve(
+            (demands, supplies, params) in instance(),
+            changes in prop::collection::vec((any::<prop::sample::Index>(), 0u32..3, 0.0f64..2.0), 1..4),
+        ) {
+            let before = allocate(&demands, &supplies, &params);
+            let mut supplies = supplies;
+            let mut demands = demands;
+            for (which, kind, factor) in changes {
+                match kind {
+                    // A site's room grows or shrinks.
+                    0 if !supplies.is_empty() => {
+                        let k = which.index(supplies.len());
+                        let s = &mut supplies[k];
+                        s.free = (f64::from(s.free) * factor + 3.0 * factor).round() as u32;
+                    }
+                    // A site closes.
+                    1 if !supplies.is_empty() => {
+                        supplies.remove(which.index(supplies.len()));
+                    }
+                    // A village's displaced count changes.
+                    _ => {
+                        let k = which.index(demands.len());
+                        let d = &mut demands[k];
+                        d.persons = ((f64::from(d.persons) * factor).round() as u32).max(1);
+                    }
+                }
+            }
+            let warm = reallocate(&before, &demands, &supplies, &params);
+            check_feasible(&warm, &demands, &supplies, &params);
+            let cold = allocate(&demands, &supplies, &params);
+            assert_same_optimum(&warm, &cold, &demands);
+            // And a second change on top of the warm result.
+            if let Some(s) = supplies.first_mut() {
+                s.free += 50;
+            }
+            let again = reallocate(&warm, &demands, &supplies, &params);
+            check_feasible(&again, &demands, &supplies, &params);
+            assert_same_optimum(&again, &exact::solve(&demands, &supplies, &params), &demands);
+        }
+    }
+}

@@ -1,0 +1,799 @@
+//! Successive shortest paths over a graph whose nodes are sites.
+//!
+//! # Model
+//!
+//! Village `u` may send people to any site within `max_distance_m` at cost
+//! `d(u, t)` metres per person. Each site `t` keeps a price `p(t) ≥ 0`, zero
+//! wherever there is room. The invariant is that every village with people at
+//! site `s` is at a cheapest site for it: `d(u, s) + p(s) ≤ d(u, t) + p(t)`
+//! for every site `t` within range. That is the reduced-cost condition of
+//! min-cost flow with potentials `−p`, written on the graph where the villages
+//! are contracted away: moving one of `u`'s people from `s` to `t` is an arc
+//! `s → t` of reduced cost `d(u,t) + p(t) − d(u,s) − p(s) ≥ 0`. The invariant
+//! means the current flow is the cheapest for the amounts it serves.
+//!
+//! Demands are served in priority order. For demand `i`, Dijkstra runs from
+//! `i` (entering site `t` at `d(i,t) + p(t)`) over those arcs until it settles
+//! a site with room, then the flow is augmented along the path by its
+//! bottleneck and the prices of settled sites rise by `D − dist`. Shortest
+//! augmenting paths keep the invariant; augmenting from a later demand never
+//! takes people away from an earlier one. When no site with room is reachable
+//! the demand keeps a shortfall, and every site the search reached is a closed
+//! set without room that no later augmenting path can enter; those sites are
+//! marked dead and later searches skip them, so the unmet tail of a tight
+//! instance costs one search, not one per village.
+//!
+//! # Lazy candidates, exactly
+//!
+//! A village only lists its nearest [`CANDIDATES`] sites at first. A site `t`
+//! beyond the list is at least `next_m` away, and `p(t) ≥ 0`, so every arc to
+//! such a site costs at least `base + next_m`; Dijkstra receives that bound as
+//! an event in its heap and only extends the list when the event comes up
+//! before the search has ended. The search therefore is exact on the complete
+//! graph of all pairs within range, while most villages never look past their
+//! first few sites.
+//!
+//! # Warm start
+//!
+//! After a change the previous flow is kept where still valid, with the
+//! prices it was optimal for. Anything that would break the invariant is
+//! evicted and becomes pending again. Because a warm flow can hold people of
+//! a later demand while an earlier one waits, searches from demand `i` may
+//! also end at a site holding people of a later demand `j > i` (the latest
+//! such demand, nearest path): `j` then yields the place and is pending again.
+//! That is successive shortest paths on the network where each demand has an
+//! "unserved" arc with a penalty that falls with rank, so the result is the
+//! same lexicographic optimum a cold solve reaches.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+
+use super::knn::KdTree;
+use super::{AllocParams, Allocation, Demand, Flow, PriceHint, Supply, WarmStart};
+use crate::core::geo::m_to_chord_sq;
+use crate::core::world::{SiteIdx, VillageIdx};
+
+/// Sites a village lists before it needs to look further. Sixteen covers the
+/// sites a village ends up using in nearly every realistic instance; a longer
+/// list only costs time in every search that passes the village.
+pub(super) const CANDIDATES: usize = 16;
+
+/// Heap events one solve may process before it stops looking for shortest
+/// augmenting paths. Exact solves of loose instances use a few thousand;
+/// tight ones (little room, many villages) can need billions, which would
+/// hold the writer for minutes. Past the budget the remaining demands are
+/// served greedily, in priority order, at the nearest sites with room: still
+/// feasible and most-exposed-first, no longer minimal in person-distance.
+/// About 20 million events take a second here; this bounds a solve to
+/// roughly 100 ms.
+pub(super) const WORK_BUDGET: u64 = 2_000_000;
+
+/// Reduced costs that rounding pushed below zero by less than this many
+/// metres are treated as zero.
+const EPS_M: f64 = 1e-6;
+
+/// "No village": the event is a site being reached.
+const NONE: u32 = u32::MAX;
+/// "From the root": the event enters from the demand being served.
+const ROOT: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Default)]
+struct Cands {
+    built: bool,
+    /// Site position in the supply slice and great-circle metres, nearest first.
+    sites: Vec<(u32, f64)>,
+    /// Metres to the nearest site in range not listed; infinite if none.
+    next_m: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    site: u32,
+    persons: u32,
+    dist_m: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pred {
+    Root,
+    Via { from: u32, village: u32 },
+}
+
+/// A heap event: a site reached at `key`, or (when `village != NONE`) the
+/// lower bound `key` on every arc from `site` via `village` to a site beyond
+/// the first `upto` of its candidates.
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    key: f64,
+    base: f64,
+    site: u32,
+    village: u32,
+    upto: u32,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Min-heap on key; site events before bound events at equal keys so
+        // a search never extends a list it does not need.
+        other.key.total_cmp(&self.key).then_with(|| (other.village != NONE).cmp(&(self.village != NONE)))
+    }
+}
+
+enum Outcome {
+    /// Reached a site with room.
+    Room(u32),
+    /// No room reachable; reached a site holding people of a later demand.
+    Displace { site: u32, demand: u32 },
+    /// Nothing reachable to serve the demand with.
+    Stuck,
+    /// The work budget ran out before the search ended.
+    OutOfBudget,
+}
+
+/// The allocation state and scratch space of one solve.
+pub(super) struct Solver<'a> {
+    demands: &'a [Demand],
+    supplies: &'a [Supply],
+    max_m: f64,
+    max_chord2: f64,
+    tree: KdTree,
+    knn_buf: Vec<(u32, f64)>,
+    // Per demand.
+    cands: Vec<Cands>,
+    left: Vec<u32>,
+    placed: Vec<Vec<Placed>>,
+    queued: Vec<bool>,
+    // Per site.
+    room: Vec<u32>,
+    price: Vec<f64>,
+    hosts: Vec<Vec<u32>>,
+    dead: Vec<bool>,
+    /// Which failed search made a site dead (1 for the first), 0 if live.
+    dead_gen: Vec<u32>,
+    /// Failed searches that reached any site.
+    dead_sets: u32,
+    // Dijkstra scratch, reset by epoch rather than by clearing.
+    seen: Vec<u32>,
+    done: Vec<u32>,
+    epoch: u32,
+    dist: Vec<f64>,
+    pred: Vec<Pred>,
+    heap: BinaryHeap<Event>,
+    settled: Vec<u32>,
+    pending: BinaryHeap<Reverse<u32>>,
+    /// Whether a warm flow may hold people of later demands, so searches
+    /// look for places to take back.
+    displacing: bool,
+    /// Heap events processed, against `budget`.
+    work: u64,
+    budget: u64,
+    /// Whether the budget ran out and greedy placement took over.
+    exhausted: bool,
+}
+
+impl<'a> Solver<'a> {
+    /// An empty flow with zero prices.
+    pub(super) fn new(demands: &'a [Demand], supplies: &'a [Supply], params: &AllocParams) -> Self {
+        let max_m = if params.max_distance_m.is_nan() { 0.0 } else { params.max_distance_m.max(0.0) };
+        // A hair of slack on the chord so sites exactly at the limit are not
+        // lost to rounding; the great-circle check follows.
+        let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
+        let tree =
+            KdTree::new(supplies.iter().enumerate().map(|(i, s)| (s.at.to_unit(), i as u32)).collect());
+        let (n, m) = (demands.len(), supplies.len());
+        Solver {
+            demands,
+            supplies,
+            max_m,
+            max_chord2,
+            tree,
+            knn_buf: Vec::with_capacity(2 * CANDIDATES + 2),
+            cands: vec![Cands::default(); n],
+            left: demands.iter().map(|d| d.persons).collect(),
+            placed: vec![Vec::new(); n],
+            queued: vec![false; n],
+            room: supplies.iter().map(|s| s.free).collect(),
+            price: vec![0.0; m],
+            hosts: vec![Vec::new(); m],
+            dead: vec![false; m],
+            dead_gen: vec![0; m],
+            dead_sets: 0,
+            seen: vec![0; m],
+            done: vec![0; m],
+            epoch: 0,
+            dist: vec![0.0; m],
+            pred: vec![Pred::Root; m],
+            heap: BinaryHeap::new(),
+            settled: Vec::new(),
+            pending: BinaryHeap::new(),
+            displacing: false,
+            work: 0,
+            budget: WORK_BUDGET,
+            exhausted: false,
+        }
+    }
+
+    /// The same solver with another work budget (tests use tiny ones).
+    #[cfg(test)]
+    pub(super) fn with_budget(mut self, budget: u64) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Serves every demand in priority order from an empty flow.
+    pub(super) fn solve_cold(mut self) -> Allocation {
+        for i in 0..self.demands.len() {
+            self.serve(i as u32);
+        }
+        self.finish()
+    }
+
+    /// Starts from `previous` (made for the same sites by [`Solver::finish`])
+    /// and repairs what the change broke. `None` when `previous` cannot seed
+    /// this instance, and a cold solve is needed.
+    pub(super) fn solve_warm(mut self, previous: &Allocation, warm: &WarmStart) -> Option<Allocation> {
+        if warm.max_distance_m.to_bits() != self.max_m.to_bits() {
+            return None;
+        }
+        let mut demand_of: HashMap<VillageIdx, u32> = HashMap::with_capacity(self.demands.len());
+        for (i, d) in self.demands.iter().enumerate() {
+            if demand_of.insert(d.village, i as u32).is_some() {
+                return None;
+            }
+        }
+        let mut supply_of: HashMap<SiteIdx, u32> = HashMap::with_capacity(self.supplies.len());
+        for (i, s) in self.supplies.iter().enumerate() {
+            if supply_of.insert(s.site, i as u32).is_some() {
+                return None;
+            }
+        }
+        // Prices of sites that are still where they were; a new or moved
+        // site starts at zero and is checked like a site that gained room.
+        let mut recheck: Vec<u32> = Vec::new();
+        let mut known = vec![false; self.supplies.len()];
+        for h in &warm.prices {
+            if let Some(&t) = supply_of.get(&h.site)
+                && self.supplies[t as usize].at == h.at
+                && h.price.is_finite()
+            {
+                self.price[t as usize] = h.price.max(0.0);
+                known[t as usize] = true;
+            }
+        }
+        for (t, k) in known.iter().enumerate() {
+            if !k {
+                recheck.push(t as u32);
+            }
+        }
+        // Keep every previous flow that is still possible.
+        for f in &previous.flows {
+            let (Some(&u), Some(&t)) = (demand_of.get(&f.village), supply_of.get(&f.site)) else {
+                continue;
+            };
+            let (ui, ti) = (u as usize, t as usize);
+            if !known[ti] {
+                continue;
+            }
+            let d = self.demands[ui].at.distance_m(self.supplies[ti].at);
+            if d > self.max_m || (d - f.distance_m).abs() > EPS_M {
+                continue;
+            }
+            let take = f.persons.min(self.left[ui]);
+            if take > 0 {
+                self.left[ui] -= take;
+                self.add_flow(u, t, take, d);
+            }
+        }
+        // Sites whose room shrank below their load give up people, latest
+        // demands first: they would be the first displaced anyway.
+        for t in 0..self.supplies.len() {
+            let load: u64 = self.hosts[t]
+                .iter()
+                .map(|&u| u64::from(self.flow_at(u, t as u32).map_or(0, |p| p.persons)))
+                .sum();
+            let free = u64::from(self.supplies[t].free);
+            if load > free {
+                let mut excess = load - free;
+                let mut by_rank = self.hosts[t].clone();
+                by_rank.sort_unstable_by(|a, b| b.cmp(a));
+                for u in by_rank {
+                    if excess == 0 {
+                        break;
+                    }
+                    let have = self.flow_at(u, t as u32).map_or(0, |p| p.persons);
+                    let out = have.min(u32::try_from(excess).unwrap_or(u32::MAX));
+                    self.remove_flow(u, t as u32, out);
+                    self.left[u as usize] += out;
+                    excess -= u64::from(out);
+                }
+                self.room[t] = 0;
+            } else {
+                self.room[t] = (free - load) as u32;
+            }
+            if self.room[t] > 0 && self.price[t] > 0.0 {
+                recheck.push(t as u32);
+            }
+        }
+        // A site with room must cost nothing; lowering its price may make it
+        // cheaper for villages placed elsewhere, which then move out and
+        // leave room (and possibly a price to lower) behind them.
+        while let Some(t) = recheck.pop() {
+            let ti = t as usize;
+            if known[ti] && (self.room[ti] == 0 || self.price[ti] == 0.0) {
+                continue;
+            }
+            self.price[ti] = 0.0;
+            known[ti] = true;
+            let at = self.supplies[ti].at;
+            for u in 0..self.demands.len() {
+                // All of a village's places cost it the same (the invariant),
+                // but take the dearest in case rounding says otherwise.
+                let Some(worst) = self.placed[u]
+                    .iter()
+                    .map(|p| p.dist_m + self.price[p.site as usize])
+                    .max_by(f64::total_cmp)
+                else {
+                    continue;
+                };
+                let d = self.demands[u].at.distance_m(at);
+                if d > self.max_m || d >= worst - EPS_M {
+                    continue;
+                }
+                for p in std::mem::take(&mut self.placed[u]) {
+                    let si = p.site as usize;
+                    if let Some(h) = self.hosts[si].iter().position(|&v| v == u as u32) {
+                        self.hosts[si].swap_remove(h);
+                    }
+                    self.room[si] += p.persons;
+                    self.left[u] += p.persons;
+                    if self.price[si] > 0.0 {
+                        recheck.push(p.site);
+                    }
+                }
+            }
+        }
+        self.displacing = true;
+        #[cfg(test)]
+        if let Err(e) = self.check_invariant("after warm setup") {
+            panic!("{e}");
+        }
+        for i in 0..self.demands.len() {
+            if self.left[i] > 0 {
+                self.queued[i] = true;
+                self.pending.push(Reverse(i as u32));
+            }
+        }
+        while let Some(Reverse(i)) = self.pending.pop() {
+            self.queued[i as usize] = false;
+            self.serve(i);
+        }
+        Some(self.finish())
+    }
+
+    /// Checks the invariant by brute force; `Err` names the first breach.
+    #[cfg(test)]
+    pub(super) fn check_invariant(&self, what: &str) -> Result<(), String> {
+        for (t, &p) in self.price.iter().enumerate() {
+            if p < 0.0 || (self.room[t] > 0 && p != 0.0) {
+                return Err(format!("{what}: site {t} price {p} room {}", self.room[t]));
+            }
+        }
+        for (u, mine) in self.placed.iter().enumerate() {
+            for here in mine {
+                if self.dead[here.site as usize] {
+                    continue;
+                }
+                let h = here.dist_m + self.price[here.site as usize];
+                for (t, s) in self.supplies.iter().enumerate() {
+                    let d = self.demands[u].at.distance_m(s.at);
+                    if d <= self.max_m && !self.dead[t] && d + self.price[t] < h - 1e-3 {
+                        return Err(format!(
+                            "{what}: village {u} at site {} (cost {h}) prefers site {t} (cost {})",
+                            here.site,
+                            d + self.price[t]
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Augments from demand `i` until it is served or nothing is reachable.
+    fn serve(&mut self, i: u32) {
+        if self.exhausted {
+            self.greedy(i);
+            return;
+        }
+        while self.left[i as usize] > 0 {
+            match self.search(i) {
+                Outcome::OutOfBudget => {
+                    self.exhausted = true;
+                    self.greedy(i);
+                    return;
+                }
+                Outcome::Room(t) => {
+                    if !self.augment(i, t, None) {
+                        return;
+                    }
+                }
+                Outcome::Displace { site, demand } => {
+                    if !self.augment(i, site, Some(demand)) {
+                        return;
+                    }
+                }
+                Outcome::Stuck => {
+                    if !self.settled.is_empty() {
+                        self.dead_sets += 1;
+                    }
+                    for k in 0..self.settled.len() {
+                        let t = self.settled[k] as usize;
+                        self.dead[t] = true;
+                        self.dead_gen[t] = self.dead_sets;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Places what is left of demand `i` at the nearest sites with room,
+    /// within range: the fallback once the work budget is spent.
+    fn greedy(&mut self, i: u32) {
+        let at = self.demands[i as usize].at;
+        let mut k = CANDIDATES * 4;
+        loop {
+            let want = k.min(self.supplies.len());
+            self.tree.nearest(at.to_unit(), want, self.max_chord2, &mut self.knn_buf);
+            let near: Vec<u32> = self.knn_buf.iter().map(|&(t, _)| t).collect();
+            for t in near {
+                let ti = t as usize;
+                let left = self.left[i as usize];
+                if left == 0 {
+                    return;
+                }
+                if self.room[ti] == 0 || self.flow_at(i, t).is_some() {
+                    continue;
+                }
+                let d = at.distance_m(self.supplies[ti].at);
+                if d > self.max_m {
+                    continue;
+                }
+                let take = left.min(self.room[ti]);
+                self.room[ti] -= take;
+                self.left[i as usize] -= take;
+                self.add_flow(i, t, take, d);
+            }
+            if self.left[i as usize] == 0 || want >= self.supplies.len() || self.knn_buf.len() < want {
+                return;
+            }
+            k *= 4;
+        }
+    }
+
+    fn flow_at(&self, u: u32, t: u32) -> Option<&Placed> {
+        self.placed[u as usize].iter().find(|p| p.site == t)
+    }
+
+    fn add_flow(&mut self, u: u32, t: u32, persons: u32, dist_m: f64) {
+        let list = &mut self.placed[u as usize];
+        if let Some(p) = list.iter_mut().find(|p| p.site == t) {
+            p.persons += persons;
+        } else {
+            list.push(Placed { site: t, persons, dist_m });
+            self.hosts[t as usize].push(u);
+        }
+    }
+
+    fn remove_flow(&mut self, u: u32, t: u32, persons: u32) {
+        let list = &mut self.placed[u as usize];
+        if let Some(k) = list.iter().position(|p| p.site == t) {
+            list[k].persons -= persons;
+            if list[k].persons == 0 {
+                list.swap_remove(k);
+                let hosts = &mut self.hosts[t as usize];
+                if let Some(h) = hosts.iter().position(|&v| v == u) {
+                    hosts.swap_remove(h);
+                }
+            }
+        }
+    }
+
+    /// Makes sure village `u` lists at least `want` candidates (or all there
+    /// are in range). Earlier entries never move, so events that relaxed a
+    /// prefix stay valid.
+    fn ensure_cands(&mut self, u: u32, want: usize) {
+        let c = &self.cands[u as usize];
+        if c.built && (c.sites.len() >= want || c.next_m.is_infinite()) {
+            return;
+        }
+        let at = self.demands[u as usize].at;
+        let k = want.max(CANDIDATES);
+        self.tree.nearest(at.to_unit(), k + 1, self.max_chord2, &mut self.knn_buf);
+        let supplies = self.supplies;
+        let max_m = self.max_m;
+        let c = &mut self.cands[u as usize];
+        c.built = true;
+        c.next_m = f64::INFINITY;
+        let mut taken = 0;
+        for &(t, _) in self.knn_buf.iter() {
+            let d = at.distance_m(supplies[t as usize].at);
+            if d > max_m {
+                continue;
+            }
+            if taken == k {
+                // Rounding between chord and great-circle order is far
+                // below a millimetre; the slack keeps the bound a bound.
+                c.next_m = d - EPS_M;
+                break;
+            }
+            taken += 1;
+            if !c.sites.iter().any(|&(s, _)| s == t) {
+                c.sites.push((t, d));
+            }
+        }
+    }
+
+    fn relax(&mut self, t: u32, key: f64, pred: Pred) {
+        let ti = t as usize;
+        if self.dead[ti] || self.done[ti] == self.epoch {
+            return;
+        }
+        if self.seen[ti] != self.epoch || key < self.dist[ti] {
+            self.seen[ti] = self.epoch;
+            self.dist[ti] = key;
+            self.pred[ti] = pred;
+            self.heap.push(Event { key, base: 0.0, site: t, village: NONE, upto: 0 });
+        }
+    }
+
+    /// Relaxes the arcs via village `u` to its candidates `from_k..`, where
+    /// entering candidate `t` costs `base + d(u,t) + p(t)`, and queues the
+    /// bound for the candidates beyond.
+    fn relax_village(&mut self, u: u32, from_site: u32, base: f64, floor: f64, from_k: usize) {
+        let pred = if from_site == ROOT { Pred::Root } else { Pred::Via { from: from_site, village: u } };
+        let n = self.cands[u as usize].sites.len();
+        for k in from_k..n {
+            let (t, d) = self.cands[u as usize].sites[k];
+            if t == from_site {
+                continue;
+            }
+            let key = (base + d + self.price[t as usize]).max(floor);
+            self.relax(t, key, pred);
+        }
+        let next_m = self.cands[u as usize].next_m;
+        if next_m.is_finite() {
+            let key = (base + next_m).max(floor);
+            self.heap.push(Event { key, base, site: from_site, village: u, upto: n as u32 });
+        }
+    }
+
+    fn search(&mut self, i: u32) -> Outcome {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.seen.fill(0);
+            self.done.fill(0);
+            self.epoch = 1;
+        }
+        self.heap.clear();
+        self.settled.clear();
+        self.ensure_cands(i, CANDIDATES);
+        if let Some(t) = self.direct(i) {
+            return Outcome::Room(t);
+        }
+        self.relax_village(i, ROOT, 0.0, 0.0, 0);
+        let mut displace: Option<(u32, u32)> = None; // (demand, site)
+        while let Some(ev) = self.heap.pop() {
+            self.work += 1;
+            if self.work > self.budget {
+                return Outcome::OutOfBudget;
+            }
+            if ev.village == NONE {
+                let t = ev.site;
+                let ti = t as usize;
+                if self.done[ti] == self.epoch || ev.key > self.dist[ti] {
+                    continue;
+                }
+                self.done[ti] = self.epoch;
+                self.settled.push(t);
+                if self.room[ti] > 0 {
+                    return Outcome::Room(t);
+                }
+                if self.displacing {
+                    for &j in &self.hosts[ti] {
+                        if j > i && displace.is_none_or(|(best, _)| j > best) {
+                            displace = Some((j, t));
+                        }
+                    }
+                }
+                let dist_t = ev.key;
+                for h in 0..self.hosts[ti].len() {
+                    let u = self.hosts[ti][h];
+                    let Some(here) = self.flow_at(u, t).map(|p| p.dist_m) else { continue };
+                    self.ensure_cands(u, CANDIDATES);
+                    let base = dist_t - here - self.price[ti];
+                    self.relax_village(u, t, base, dist_t, 0);
+                }
+            } else {
+                let (u, from, upto) = (ev.village, ev.site, ev.upto as usize);
+                if from != ROOT && self.done[from as usize] != self.epoch {
+                    continue;
+                }
+                self.ensure_cands(u, 2 * upto.max(CANDIDATES / 2));
+                self.relax_village(u, from, ev.base, ev.key, upto);
+            }
+        }
+        match displace {
+            Some((demand, site)) => Outcome::Displace { site, demand },
+            None => Outcome::Stuck,
+        }
+    }
+
+    /// The common case without contention: when the cheapest entry of all
+    /// (nearest first, and no site costs less than its distance since prices
+    /// are never negative) is a site with room, that is the shortest path,
+    /// found without a heap. Leaves the search state as Dijkstra would have
+    /// after settling only that site.
+    fn direct(&mut self, i: u32) -> Option<u32> {
+        let c = &self.cands[i as usize];
+        let mut best: Option<(f64, u32)> = None;
+        for &(t, d) in &c.sites {
+            if best.is_some_and(|(key, _)| d >= key) {
+                break;
+            }
+            let ti = t as usize;
+            if self.dead[ti] {
+                continue;
+            }
+            let key = d + self.price[ti];
+            if best.is_none_or(|(k, _)| key < k) {
+                best = Some((key, t));
+            }
+        }
+        let (key, t) = best?;
+        let ti = t as usize;
+        if self.room[ti] == 0 || key > c.next_m {
+            return None;
+        }
+        self.seen[ti] = self.epoch;
+        self.done[ti] = self.epoch;
+        self.dist[ti] = key;
+        self.pred[ti] = Pred::Root;
+        self.settled.push(t);
+        Some(t)
+    }
+
+    /// Pushes the bottleneck along the path to `target` and updates prices.
+    /// With `displace = Some(j)` the path ends by taking `j`'s place there.
+    fn augment(&mut self, i: u32, target: u32, displace: Option<u32>) -> bool {
+        let mut steps: Vec<(u32, u32, u32)> = Vec::new(); // (from, village, to)
+        let mut t = target;
+        while let Pred::Via { from, village } = self.pred[t as usize] {
+            steps.push((from, village, t));
+            t = from;
+        }
+        let first = t;
+        let mut b = self.left[i as usize];
+        b = b.min(match displace {
+            None => self.room[target as usize],
+            Some(j) => self.flow_at(j, target).map_or(0, |p| p.persons),
+        });
+        for &(from, u, _) in &steps {
+            b = b.min(self.flow_at(u, from).map_or(0, |p| p.persons));
+        }
+        if b == 0 {
+            // Unreachable by construction (every arc on the path carries
+            // people); report a shortfall rather than loop forever.
+            debug_assert!(false, "augmenting path without capacity");
+            return false;
+        }
+        let d_first = self.demands[i as usize].at.distance_m(self.supplies[first as usize].at);
+        self.add_flow(i, first, b, d_first);
+        self.left[i as usize] -= b;
+        for &(from, u, to) in &steps {
+            self.remove_flow(u, from, b);
+            let d = self.demands[u as usize].at.distance_m(self.supplies[to as usize].at);
+            self.add_flow(u, to, b, d);
+        }
+        match displace {
+            None => self.room[target as usize] -= b,
+            Some(j) => {
+                self.remove_flow(j, target, b);
+                self.left[j as usize] += b;
+                if !self.queued[j as usize] {
+                    self.queued[j as usize] = true;
+                    self.pending.push(Reverse(j));
+                }
+            }
+        }
+        let d_target = self.dist[target as usize];
+        for &s in &self.settled {
+            let gap = d_target - self.dist[s as usize];
+            if gap > 0.0 {
+                self.price[s as usize] += gap;
+            }
+        }
+        true
+    }
+
+    /// Searches skip dead sites, so their prices missed the rises of the
+    /// sites around them, and a village placed outside a dead set may now
+    /// look cheaper inside it. That never mattered for this solve (no path
+    /// leaves a dead set), but the prices must certify the flow for the next
+    /// warm start. Arcs only lead from a later dead set (or a live site) into
+    /// an earlier one, never back, so lifting each set by more than every
+    /// later one, by at least the spread of all costs, keeps the arcs inside
+    /// each set as they are and makes every arc into an earlier set dearer
+    /// than any village's current cost.
+    fn lift_dead_prices(&mut self) {
+        let generations = self.dead_sets;
+        if generations == 0 {
+            return;
+        }
+        let (lo, hi) = self.price.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+        let max_d = self.placed.iter().flatten().map(|p| p.dist_m).fold(0.0f64, f64::max);
+        let step = max_d + hi - lo + 1.0;
+        for (t, p) in self.price.iter_mut().enumerate() {
+            let g = self.dead_gen[t];
+            if g > 0 {
+                *p += f64::from(generations - g + 1) * step;
+            }
+        }
+    }
+
+    /// The allocation in the shape callers expect, with the prices that let
+    /// the next change start warm.
+    fn finish(mut self) -> Allocation {
+        self.lift_dead_prices();
+        #[cfg(test)]
+        if !self.exhausted {
+            self.dead.fill(false);
+            if let Err(e) = self.check_invariant("at the end") {
+                panic!("{e}");
+            }
+        }
+        let mut out = Allocation::default();
+        for (u, d) in self.demands.iter().enumerate() {
+            let mut mine = self.placed[u].clone();
+            mine.sort_by(|a, b| a.dist_m.total_cmp(&b.dist_m).then(a.site.cmp(&b.site)));
+            for p in mine {
+                out.flows.push(Flow {
+                    village: d.village,
+                    site: self.supplies[p.site as usize].site,
+                    persons: p.persons,
+                    distance_m: p.dist_m,
+                });
+            }
+            if self.left[u] > 0 {
+                out.shortfall.push((d.village, self.left[u]));
+            }
+        }
+        if self.exhausted {
+            // Greedy placements broke the price invariant: the next change
+            // starts cold.
+            out.approximate = true;
+            return out;
+        }
+        out.warm = Some(Box::new(WarmStart {
+            max_distance_m: self.max_m,
+            prices: self
+                .supplies
+                .iter()
+                .zip(&self.price)
+                .map(|(s, &price)| PriceHint { site: s.site, at: s.at, price })
+                .collect(),
+        }));
+        out
+    }
+}
