@@ -20,7 +20,7 @@ use eoc_protocol::messages::{
     AlertMsg, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
 };
 use eoc_protocol::types::{MsgType, SiteStatus, TaskState, TeamStatus};
-use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems};
+use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems, Validate};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::error;
@@ -165,6 +165,15 @@ impl From<BytesRejection> for Error {
 /// implementations) replaces this body once the protocol crate provides
 /// them; until then the engine's own checks (unknown ids, coordinates out
 /// of range) are the semantic ones.
+/// Parses and validates one inbound message with every rule of the
+/// protocol (`eoc_protocol::validate`): size bound, JSON with the path of a
+/// type error, then every semantic problem (ranges, geometry, clock skew).
+pub fn parse_valid<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problems> {
+    eoc_protocol::validate::parse(bytes, chrono::Utc::now())
+}
+
+/// Parses JSON without the protocol's semantic rules: for bodies that are
+/// not protocol messages (or are completed from the URL before validation).
 pub fn parse_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
     let mut problems = Problems::default();
     if bytes.len() > MAX_MESSAGE_BYTES {
@@ -348,7 +357,7 @@ async fn post_alert(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
-    let msg: AlertMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let msg: AlertMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     let id = msg.envelope.id.clone();
     submit(&state, &headers, Command::Alert(msg), id).await
 }
@@ -383,7 +392,7 @@ fn alert_for_path(bytes: &[u8], alert_id: &str, want: MsgType) -> Result<AlertMs
         }
     }
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    parse_message(&bytes).map_err(bad_request)
+    parse_valid(&bytes).map_err(bad_request)
 }
 
 async fn update_alert(
@@ -414,7 +423,7 @@ async fn post_position(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
-    let mut msg: TeamPositionMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let mut msg: TeamPositionMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.team_id, &id, "team_id")?;
     let msg_id = msg.envelope.id.clone();
     submit(&state, &headers, Command::TeamPosition(msg), msg_id).await
@@ -426,7 +435,7 @@ async fn post_team_status(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
-    let mut msg: TeamStatusMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let mut msg: TeamStatusMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.team_id, &id, "team_id")?;
     let msg_id = msg.envelope.id.clone();
     submit(&state, &headers, Command::TeamStatus(msg), msg_id).await
@@ -438,7 +447,7 @@ async fn post_capacity(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
-    let mut msg: SiteCapacityMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let mut msg: SiteCapacityMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.site_id, &id, "site_id")?;
     let msg_id = msg.envelope.id.clone();
     submit(&state, &headers, Command::SiteCapacity(msg), msg_id).await
@@ -450,7 +459,7 @@ async fn post_task_ack(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
-    let mut msg: TaskUpdateMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let mut msg: TaskUpdateMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.task_id, &id, "task_id")?;
     let msg_id = msg.envelope.id.clone();
     submit(&state, &headers, Command::TaskUpdate(msg), msg_id).await
@@ -461,7 +470,7 @@ async fn post_task(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
-    let msg: TaskAssignMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let msg: TaskAssignMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     let msg_id = msg.envelope.id.clone();
     submit(&state, &headers, Command::TaskAssign(msg), msg_id).await
 }
@@ -500,7 +509,7 @@ async fn preview_alert(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImpactView>, Error> {
     let by = identity(&headers)?;
-    let msg: AlertMsg = parse_message(&body_of(body)?).map_err(bad_request)?;
+    let msg: AlertMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     let mut engine = state.bus.read(Engine::clone);
     let alert_id = msg.alert_id.clone();
     // Off the async workers: matching a large alert takes milliseconds.

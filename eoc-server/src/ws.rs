@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use crate::api::{AppState, identity, parse_message};
+use crate::api::{AppState, identity, parse_valid};
 use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
 use crate::core::engine::Command;
 
@@ -132,7 +132,7 @@ async fn serve(
 
 /// Parses, submits and answers one inbound text frame.
 async fn handle_inbound(bus: &Bus, by: &str, bytes: &[u8]) -> Utf8Bytes {
-    let inbound: Inbound = match parse_message(bytes) {
+    let inbound: Inbound = match parse_valid(bytes) {
         Ok(m) => m,
         Err(problems) => {
             // Best effort: name the message in the error if its id is readable.

@@ -1,0 +1,152 @@
+//! Sustained ingest of team positions through the writer and the journal,
+//! fsync on (WAL, `synchronous=FULL`), from many concurrent submitters.
+//!
+//! Criterion measures throughput (elements = messages); a second pass
+//! prints the submit-to-acknowledgement latency p50/p99 at that load.
+//!
+//! `cargo bench -p eoc-server --bench ingest`
+
+// Benchmark code: a panic is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use eoc_protocol::messages::{Envelope, TeamPositionMsg};
+use eoc_server::bus::Readiness;
+use eoc_server::bus::{Bus, Edge, Submission};
+use eoc_server::config::JournalConfig;
+use eoc_server::core::engine::{Command, Engine, EngineConfig};
+use eoc_server::metrics::Metrics;
+use eoc_server::writer::{self, WriterMsg};
+
+/// Concurrent submitters (edge connections); each has one message in
+/// flight, so this bounds the writer's batch size.
+const SUBMITTERS: usize = 2048;
+/// Messages per measured burst.
+const BURST: usize = 20_000;
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn position(team_id: &str) -> Submission {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ts = chrono::Utc::now();
+    Submission {
+        command: Command::TeamPosition(TeamPositionMsg {
+            envelope: Envelope { v: 1, id: format!("b-{n}"), ts },
+            team_id: Some(team_id.to_owned()),
+            lat: 38.5 + (n % 1000) as f64 * 1e-4,
+            lon: 68.7 + (n % 777) as f64 * 1e-4,
+            accuracy_m: Some(5.0),
+            at: Some(ts),
+            battery_pct: Some(80.0),
+            speed_mps: None,
+            heading_deg: None,
+            altitude_m: None,
+        }),
+        msg_id: Some(format!("b-{n}")),
+        by: "bench".to_owned(),
+        edge: Edge::Mqtt,
+    }
+}
+
+struct Running {
+    bus: Bus,
+    stop_tx: tokio::sync::mpsc::Sender<WriterMsg>,
+    writer: std::thread::JoinHandle<()>,
+    teams: Arc<Vec<String>>,
+}
+
+fn start(data: &Path) -> Running {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/scenarios/tajikistan");
+    let (world, _) = eoc_server::scenario::load(&scenario).unwrap();
+    let teams: Vec<String> = world.teams().iter().map(|t| t.id.clone()).collect();
+    let engine = Engine::new(world, EngineConfig::default());
+    let (bus, mut w) = writer::start(
+        engine,
+        data,
+        &JournalConfig::default(),
+        writer::FRAME_BUFFER,
+        Arc::new(Metrics::default()),
+        Arc::new(Readiness::default()),
+    )
+    .unwrap();
+    let stop_tx = w.stopper().unwrap();
+    let writer = std::thread::spawn(move || w.run().unwrap());
+    Running { bus, stop_tx, writer, teams: Arc::new(teams) }
+}
+
+/// Sends `total` positions from [`SUBMITTERS`] tasks; returns the elapsed
+/// time and every submit-to-ack latency.
+async fn burst(r: &Running, total: usize) -> (Duration, Vec<Duration>) {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(SUBMITTERS);
+    for s in 0..SUBMITTERS {
+        let bus = r.bus.clone();
+        let teams = r.teams.clone();
+        let n = total / SUBMITTERS + usize::from(s < total % SUBMITTERS);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for k in 0..n {
+                let team = &teams[(s * 31 + k) % teams.len()];
+                let t = Instant::now();
+                bus.submit(position(team)).await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (started.elapsed(), all)
+}
+
+fn ingest(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let r = start(dir.path());
+    // Frames go nowhere unless someone listens; a subscriber that drains
+    // them keeps the fan-out cost in the measurement.
+    let mut frames_rx = r.bus.subscribe();
+    rt.spawn(async move { while frames_rx.recv().await.is_ok() || !frames_rx.is_empty() {} });
+
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(BURST as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("durable_positions_2048_submitters", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += rt.block_on(burst(&r, BURST)).0;
+            }
+            total
+        });
+    });
+    group.finish();
+
+    let (elapsed, mut lat) = rt.block_on(burst(&r, 100_000));
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let m = r.bus.metrics().render(0);
+    let batches =
+        m.lines().find(|l| l.starts_with("eoc_writer_batches_total ")).unwrap_or_default().to_owned();
+    eprintln!(
+        "ingest: {} durable positions in {:.2?} = {:.0} msg/s; submit-to-ack p50 {:.2?}, p99 {:.2?}; {batches}",
+        lat.len(),
+        elapsed,
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+    );
+    rt.block_on(async { r.stop_tx.send(WriterMsg::Stop).await.unwrap() });
+    r.writer.join().unwrap();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);
