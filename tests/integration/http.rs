@@ -67,9 +67,10 @@ async fn bad_input_gets_a_specific_error_and_changes_nothing() {
 
     let (status, err) =
         server.post("/api/v1/teams/t-1/position", &message(json!({"lat": 95.0, "lon": 68.7}))).await;
+    // The protocol's rules refuse it at the edge, before the writer.
     assert_eq!(
         (status, err["code"].as_str(), err["field"].as_str()),
-        (422, Some("out_of_range"), Some("lat"))
+        (400, Some("out_of_range"), Some("lat"))
     );
 
     let (status, err) =
