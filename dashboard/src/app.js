@@ -18,6 +18,9 @@ import { createChairPanel, createOperatorPanel } from './tools.js';
 /** Boards are rebuilt at most this often. */
 export const BOARD_EVERY_MS = 300;
 
+/** The teams board (and the operator's team list) at most this often: with 1,000 teams moving it changes every frame. */
+export const TEAM_BOARD_EVERY_MS = 1_000;
+
 /** Team markers are restyled this often so stale positions show without an update. */
 export const AGE_REFRESH_MS = 5_000;
 
@@ -112,13 +115,13 @@ async function start(session) {
     h('button', { type: 'button', 'aria-pressed': String(key === ui.siteSort), dataset: { sort: key }, onclick: () => {
       ui.siteSort = key;
       for (const b of sortButtons) b.setAttribute('aria-pressed', String(b.dataset.sort === key));
-      boardsDirty = true;
+      dirty.sites = true;
       schedule();
     } }, t(label)),
   );
   const filter = h('input', { type: 'search', id: 'site-filter', placeholder: t('board.filter'), 'aria-label': t('board.filter'), oninput: (e) => {
     ui.siteFilter = e.target.value;
-    boardsDirty = true;
+    dirty.sites = true;
     schedule();
   } });
   $('#sites-controls').replaceChildren(...sortButtons, filter);
@@ -134,14 +137,27 @@ async function start(session) {
 
   // ---- live updates, batched per animation frame -------------------------
   let frameRequested = false;
-  let boardsDirty = true;
-  let lastBoardsMs = 0;
+  // Which boards need rebuilding, and when each was last built.
+  const dirty = { alerts: true, impact: true, sites: true, teams: true, tasks: true, events: true };
+  const builtAt = {};
   let boardTimer = null;
 
   function schedule() {
     if (frameRequested) return;
     frameRequested = true;
     requestAnimationFrame(frame);
+  }
+
+  function markDirty(changes) {
+    if (changes.all) {
+      for (const k of Object.keys(dirty)) dirty[k] = true;
+      return;
+    }
+    if (changes.alerts.size || changes.impacts.size) Object.assign(dirty, { alerts: true, impact: true, tasks: true });
+    if (changes.sites.size) dirty.sites = true;
+    if (changes.teams.size) dirty.teams = true;
+    if (changes.tasks.size) Object.assign(dirty, { tasks: true, teams: true });
+    if (changes.events) dirty.events = true;
   }
 
   function frame() {
@@ -153,13 +169,9 @@ async function start(session) {
     if (any) {
       map.update(store, changes, nowMs);
       map.flush();
-      boardsDirty = true;
+      markDirty(changes);
     }
-    if (boardsDirty) {
-      const wait = BOARD_EVERY_MS - (performance.now() - lastBoardsMs);
-      if (wait <= 0) renderBoards(nowMs);
-      else if (!boardTimer) boardTimer = setTimeout(() => { boardTimer = null; schedule(); }, wait);
-    }
+    renderBoards(nowMs);
     perf.record(performance.now() - t0);
   }
 
@@ -168,26 +180,55 @@ async function start(session) {
     return store.sites.get(task.site_id)?.name || task.site_id;
   }
 
+  // Each board is rebuilt when its data changed, at most every
+  // BOARD_EVERY_MS (the teams board, which 1,000 moving teams change all
+  // the time, every TEAM_BOARD_EVERY_MS); a timer catches up what waited.
+  function due(board, nowPerf) {
+    const every = board === 'teams' ? TEAM_BOARD_EVERY_MS : BOARD_EVERY_MS;
+    const wait = (builtAt[board] ?? -Infinity) + every - nowPerf;
+    if (wait <= 0) {
+      dirty[board] = false;
+      builtAt[board] = nowPerf;
+      return true;
+    }
+    if (!boardTimer) {
+      boardTimer = setTimeout(() => {
+        boardTimer = null;
+        schedule();
+      }, wait);
+    }
+    return false;
+  }
+
   function renderBoards(nowMs) {
-    boardsDirty = false;
-    lastBoardsMs = performance.now();
-    renderAlerts($('#board-alerts'), store, { role: session.role, onEdit: (a) => chair?.edit(a), onCancel: (a) => chair?.cancel(a) });
-    renderImpact($('#board-impact'), store, {
-      onVillage: (v, alert) => {
-        map.focus(v.location[1], v.location[0], 9);
-        operator?.selectVillage(v, alert.alert_id);
-      },
-    });
-    renderSites($('#board-sites'), store, { sortKey: ui.siteSort, filter: ui.siteFilter, nowMs, onSite: (s) => map.focus(s.lat, s.lon, 11) });
-    renderTeams($('#board-teams'), store, { nowMs, onTeam: (tm) => map.focus(tm.lat, tm.lon, 10) });
-    renderTasks($('#board-tasks'), store, { role: session.role, placeName, onAccept: (task) => operator?.accept(task), onReassign: (task) => operator?.selectTask(task) });
-    renderEvents($('#board-events'), store);
+    const p = performance.now();
+    if (dirty.alerts && due('alerts', p)) {
+      renderAlerts($('#board-alerts'), store, { role: session.role, onEdit: (a) => chair?.edit(a), onCancel: (a) => chair?.cancel(a) });
+      const exercise = [...store.alerts.values()].find((a) => a.active && a.status !== 'actual');
+      const banner = $('#exercise-banner');
+      banner.hidden = !exercise;
+      banner.textContent = exercise ? t('banner.exercise', { headline: exercise.headline || exercise.alert_id }) : '';
+    }
+    if (dirty.impact && due('impact', p)) {
+      renderImpact($('#board-impact'), store, {
+        onVillage: (v, alert) => {
+          map.focus(v.location[1], v.location[0], 9);
+          operator?.selectVillage(v, alert.alert_id);
+        },
+      });
+    }
+    if (dirty.sites && due('sites', p)) {
+      renderSites($('#board-sites'), store, { sortKey: ui.siteSort, filter: ui.siteFilter, nowMs, onSite: (s) => map.focus(s.lat, s.lon, 11) });
+    }
+    if (dirty.teams && due('teams', p)) {
+      renderTeams($('#board-teams'), store, { nowMs, onTeam: (tm) => map.focus(tm.lat, tm.lon, 10) });
+      operator?.refresh();
+    }
+    if (dirty.tasks && due('tasks', p)) {
+      renderTasks($('#board-tasks'), store, { role: session.role, placeName, onAccept: (task) => operator?.accept(task), onReassign: (task) => operator?.selectTask(task) });
+    }
+    if (dirty.events && due('events', p)) renderEvents($('#board-events'), store);
     $('#seq').textContent = store.seq === null ? '' : t('header.seq', { seq: store.seq });
-    const exercise = [...store.alerts.values()].find((a) => a.active && a.status !== 'actual');
-    const banner = $('#exercise-banner');
-    banner.hidden = !exercise;
-    banner.textContent = exercise ? t('banner.exercise', { headline: exercise.headline || exercise.alert_id }) : '';
-    operator?.refresh();
   }
 
   const banner = $('#conn-banner');
@@ -225,7 +266,7 @@ async function start(session) {
 
   setInterval(() => {
     map.refreshAges(store, Date.now());
-    boardsDirty = true;
+    Object.assign(dirty, { teams: true, sites: true });
     schedule();
   }, AGE_REFRESH_MS);
 

@@ -138,6 +138,43 @@ const ShapeMarker = L.CircleMarker.extend({
   },
 });
 
+/** The topmost interactive layer of `renderer` under the pointer of event `e`, if any. */
+function hitIn(map, renderer, e) {
+  const point = map.mouseEventToLayerPoint(e);
+  let hit = null;
+  for (let order = renderer._drawFirst; order; order = order.next) {
+    if (order.layer.options.interactive && order.layer._containsPoint(point)) hit = order.layer;
+  }
+  return hit;
+}
+
+/**
+ * Makes `base` (which receives the pointer) deliver clicks and hovers over
+ * a layer of `upper` (drawn above it, pointer-transparent) to that layer.
+ * Patches the handlers of the vendored Leaflet 1.9 canvas renderer before
+ * it is added to the map, which is when it binds them.
+ */
+function forwardTeams(map, base, upper) {
+  const click = base._onClick;
+  base._onClick = function onClick(e) {
+    const hit = hitIn(map, upper, e);
+    if (hit) upper._fireEvent([hit], e);
+    else click.call(this, e);
+  };
+  const move = base._onMouseMove;
+  base._onMouseMove = function onMouseMove(e) {
+    if (!this._map || this._map.dragging.moving() || this._map._animatingZoom) return;
+    if (hitIn(map, upper, e)) {
+      this._handleMouseOut(e);
+      upper._handleMouseHover(e, map.mouseEventToLayerPoint(e));
+      L.DomUtil.addClass(this._container, 'leaflet-interactive');
+    } else {
+      if (upper._hoveredLayer) upper._handleMouseOut(e);
+      move.call(this, e);
+    }
+  };
+}
+
 /** Diagonal hatching as a canvas pattern: the fill of exercise and test hazards. */
 function hatch(color) {
   const c = document.createElement('canvas');
@@ -218,16 +255,19 @@ export function createMap(element, handlers) {
   const map = L.map(element, { preferCanvas: true, zoomSnap: 0.25, keyboard: true, worldCopyJump: false });
   map.fitBounds(HOME_BOUNDS);
 
-  // Panes below and above the markers. Only the markers' canvas takes
-  // clicks (Leaflet's canvases do not pass events to the one below), so
-  // villages, sites and teams share one renderer, drawn in that order; the
-  // other panes ignore the pointer (style.css).
-  const panes = { boundaries: 350, hazard: 360, lines: 370, markers: 400, draft: 450 };
+  // Panes below and above the markers. Teams move all the time, so they
+  // have a canvas of their own: a move redraws 1,000 teams, not also the
+  // 3,000 villages and 1,700 sites. Leaflet's canvases do not pass pointer
+  // events to the one below, so the teams' canvas ignores the pointer
+  // (style.css) and the markers' canvas hit-tests teams first and hands
+  // their clicks and hovers over (see forwardTeams). The other panes
+  // ignore the pointer too.
+  const panes = { boundaries: 350, hazard: 360, lines: 370, markers: 400, teams: 410, draft: 450 };
   for (const [name, z] of Object.entries(panes)) map.createPane(name).style.zIndex = String(z);
   const renderers = Object.fromEntries(Object.keys(panes).map((p) => [p, L.canvas({ pane: p, padding: 0.2 })]));
   renderers.villages = renderers.markers;
   renderers.sites = renderers.markers;
-  renderers.teams = renderers.markers;
+  forwardTeams(map, renderers.markers, renderers.teams);
 
   const layers = {
     boundaries: L.layerGroup().addTo(map),
@@ -431,9 +471,21 @@ export function createMap(element, handlers) {
     }
   }
 
+  function prune(markers, live, layer) {
+    for (const [id, entry] of markers) {
+      if (!live.has(id)) {
+        layer.removeLayer(entry.marker);
+        markers.delete(id);
+      }
+    }
+  }
+
   /** Applies what changed in the store (see state.takeChanges) to the map. */
   function update(store, changes, nowMs) {
     if (changes.all) {
+      // A snapshot replaces everything: markers of objects it lacks go.
+      prune(sites, store.sites, layers.sites);
+      prune(teams, store.teams, layers.teams);
       for (const site of store.sites.values()) upsertSite(site);
       for (const team of store.teams.values()) upsertTeam(team, nowMs);
     } else {

@@ -170,7 +170,7 @@ export function applyMessage(store, msg) {
 export function activeAlerts(store) {
   return [...store.alerts.values()]
     .filter((a) => a.active)
-    .sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
+    .sort((a, b) => collator.compare(String(b.updated_at), String(a.updated_at)));
 }
 
 /** Every alert, active first, then newest first. */
@@ -224,15 +224,19 @@ export function siteGauge(site) {
   return { used, capacity, free, share: Math.min(share, 1), overcrowded: used > capacity, level };
 }
 
+// One collator for every name sort: far cheaper than localeCompare per pair.
+const collator = new Intl.Collator();
+
 /** Sites sorted for the board: by `free` (most room first), `updated` (latest first) or `name`. */
 export function sortedSites(store, key = 'free') {
-  const sites = [...store.sites.values()];
+  const rows = [...store.sites.values()].map((site) => ({ site, free: siteGauge(site).free, updated: site.updated_at || '' }));
+  const byName = (a, b) => collator.compare(a.site.name, b.site.name);
   const cmp = {
-    free: (a, b) => siteGauge(b).free - siteGauge(a).free || a.name.localeCompare(b.name),
-    updated: (a, b) => String(b.updated_at || '').localeCompare(String(a.updated_at || '')) || a.name.localeCompare(b.name),
-    name: (a, b) => a.name.localeCompare(b.name),
-  }[key];
-  return sites.sort(cmp || ((a, b) => a.name.localeCompare(b.name)));
+    free: (a, b) => b.free - a.free || byName(a, b),
+    updated: (a, b) => (a.updated < b.updated ? 1 : a.updated > b.updated ? -1 : 0) || byName(a, b),
+    name: byName,
+  }[key] || byName;
+  return rows.sort(cmp).map((r) => r.site);
 }
 
 /**
@@ -286,7 +290,7 @@ export function teamsFor(store, lat, lon) {
 /** Teams for the board: by status, then name. */
 export function sortedTeams(store) {
   return [...store.teams.values()].sort(
-    (a, b) => (STATUS_ORDER[a.status] ?? 9) - (STATUS_ORDER[b.status] ?? 9) || a.name.localeCompare(b.name),
+    (a, b) => (STATUS_ORDER[a.status] ?? 9) - (STATUS_ORDER[b.status] ?? 9) || collator.compare(a.name, b.name),
   );
 }
 
