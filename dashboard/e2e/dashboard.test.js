@@ -191,6 +191,39 @@ describe('the dashboard against a live server', { timeout: 10 * STEP_MS }, () =>
     }
   });
 
+  it('the chair draws an exercise flood polygon: hatched, bannered, then cancelled', { timeout: STEP_MS }, async () => {
+    await page.click('#sign-out');
+    await signIn(page, server.base, 'chair-1', 'chair');
+    await page.selectOption('form.chair select[name=hazard]', 'flood');
+    await page.selectOption('form.chair select[name=mode]', 'polygon');
+    // Four corners around Bokhtar, clicked on the map.
+    await page.evaluate(() => {
+      window.__eoc.map.map.setView([37.84, 68.78], 10, { animate: false });
+    });
+    const box = await page.locator('#map').boundingBox();
+    const corners = [[-120, -90], [120, -90], [120, 90], [-120, 90]];
+    for (const [dx, dy] of corners) {
+      await page.mouse.click(box.x + box.width / 2 + dx, box.y + box.height / 2 + dy);
+    }
+    assert.match(await page.textContent('form.chair'), /4 corners/);
+    await page.selectOption('form.chair select[name=status]', 'exercise');
+    await page.fill('form.chair input[name=headline]', 'Flood drill in Bokhtar');
+    await page.fill('form.chair input[name=alert_id]', 'flood-e2e-drill');
+    await page.click('form.chair button[name=issue]');
+    await page.waitForSelector('#board-alerts li.alert.exercise', { timeout: WAIT_MS });
+    await page.waitForSelector('#exercise-banner:not([hidden])', { timeout: WAIT_MS });
+    assert.match(await page.textContent('#exercise-banner'), /EXERCISE — Flood drill in Bokhtar/);
+    assert.match(await page.textContent('#board-alerts li.alert.exercise'), /EXERCISE/);
+    await page.waitForFunction(() => [...window.__eoc.store.impacts.get('flood-e2e-drill')?.villages || []].length > 0, null, { timeout: WAIT_MS });
+    await screenshot(page, '08-exercise-flood');
+
+    await page.click('#board-alerts li.alert.exercise button.danger');
+    await page.waitForSelector('#board-alerts li.alert.exercise', { state: 'detached', timeout: WAIT_MS });
+    await page.waitForSelector('#exercise-banner', { state: 'hidden', timeout: WAIT_MS });
+    assert.equal(await page.evaluate(() => window.__eoc.store.alerts.get('flood-e2e-drill').active), false);
+    assert.equal(await page.evaluate(() => window.__eoc.store.alerts.get('eq-e2e-rasht').active), true, 'the real alert stays');
+  });
+
   it('a server restart shows the connection-lost banner, then resynchronises without a reload', { timeout: STEP_MS }, async () => {
     const before = await page.evaluate(() => ({ seq: window.__eoc.store.seq, snapshots: window.__eoc.store.snapshots }));
     await page.evaluate(() => {
@@ -199,7 +232,7 @@ describe('the dashboard against a live server', { timeout: 10 * STEP_MS }, () =>
     await server.halt();
     await page.waitForSelector('#conn-banner:not([hidden])', { timeout: WAIT_MS });
     await page.waitForFunction(() => /Connection lost — reconnecting/.test(document.querySelector('#conn-banner').textContent), null, { timeout: WAIT_MS });
-    await screenshot(page, '08-connection-lost');
+    await screenshot(page, '09-connection-lost');
 
     await server.resume();
     // A change made while the page was away arrives with the fresh snapshot.
@@ -217,7 +250,7 @@ describe('the dashboard against a live server', { timeout: 10 * STEP_MS }, () =>
     assert.ok(after.snapshots > before.snapshots, 'a fresh snapshot replaced the state');
     assert.ok(after.seq > before.seq, 'the state moved on past what the page had');
     assert.equal(await page.evaluate(() => window.__eoc.store.alerts.get('eq-e2e-rasht')?.active), true, 'the alert survived the restart');
-    await screenshot(page, '09-reconnected');
+    await screenshot(page, '10-reconnected');
     assert.deepEqual(shared.pageErrors || [], [], 'the page threw no errors');
   });
 });
