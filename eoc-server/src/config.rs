@@ -91,6 +91,8 @@ pub struct Config {
     pub engine: EngineSection,
     /// Phone protocols (OwnTracks, OsmAnd).
     pub phones: PhonesConfig,
+    /// The operators' dashboard.
+    pub dashboard: crate::dashboard::DashboardConfig,
 }
 
 impl Default for Config {
@@ -103,6 +105,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             engine: EngineSection::default(),
             phones: PhonesConfig::default(),
+            dashboard: crate::dashboard::DashboardConfig::default(),
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   shared source data.
 //! - [`bus`], [`writer`], [`journal`]: the one writer that journals, applies
 //!   and publishes; the handle edges use to reach it.
-//! - [`api`], [`ws`]: the HTTP and WebSocket edges; [`metrics`], [`shutdown`],
+//! - [`api`], [`ws`]: the HTTP and WebSocket edges; [`dashboard`]: the
+//!   operators' page at `/`; [`metrics`], [`shutdown`],
 //!   [`config`]: operations. [`run`] wires them together.
 //! - [`whatif`]: the planning command that prints an alert's impact.
 //!
@@ -21,6 +22,7 @@ pub mod api;
 pub mod bus;
 pub mod config;
 pub mod core;
+pub mod dashboard;
 pub mod journal;
 pub mod metrics;
 pub mod mqtt;
@@ -126,7 +128,9 @@ pub async fn run_with_world(
 
     let addr = listeners.http.local_addr().context("reading the http address")?;
     let state = AppState { bus: bus.clone(), scenario: Arc::new(info), shutdown: local.clone() };
-    let app = api::router(state).merge(phones::routes(bus.clone(), &config.phones));
+    let app = api::router(state)
+        .merge(phones::routes(bus.clone(), &config.phones))
+        .merge(dashboard::routes(&config.scenario, &config.dashboard));
     let http_token = local.clone();
     let http = tracker.spawn(async move {
         axum::serve(listeners.http, app).with_graceful_shutdown(http_token.cancelled_owned()).await
