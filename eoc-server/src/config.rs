@@ -91,6 +91,8 @@ pub struct Config {
     pub engine: EngineSection,
     /// Phone protocols (OwnTracks, OsmAnd).
     pub phones: PhonesConfig,
+    /// CAP (Common Alerting Protocol) export.
+    pub cap: CapConfig,
 }
 
 impl Default for Config {
@@ -103,6 +105,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             engine: EngineSection::default(),
             phones: PhonesConfig::default(),
+            cap: CapConfig::default(),
         }
     }
 }
@@ -253,5 +256,22 @@ pub struct PhonesConfig {
 impl Default for PhonesConfig {
     fn default() -> Self {
         PhonesConfig { osmand_speed_unit: "kn".to_owned(), waypoint_radius_m: 150.0 }
+    }
+}
+
+/// CAP export settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapConfig {
+    /// CAP `<sender>` of exported alerts: this EOC's globally unique name.
+    pub sender: String,
+    /// Absolute URL the server is reached at (`https://eoc.example`), for
+    /// the Atom feed's links; empty gives links relative to the feed.
+    pub public_url: String,
+}
+
+impl Default for CapConfig {
+    fn default() -> Self {
+        CapConfig { sender: "coes.tj".to_owned(), public_url: String::new() }
     }
 }
