@@ -11,11 +11,15 @@
 //! - [`scenario`]: the record types of scenario files (villages, sites, teams).
 //! - [`owntracks`], [`osmand`]: the phone apps' own payloads, read into eoc
 //!   units (OwnTracks `vel` km/h, OsmAnd `speed` knots) once, at the edge.
+//! - [`cap`]: OASIS CAP 1.2 (and 1.1) alerts: bounded parser, validation
+//!   with element paths, mapping to and from [`messages::AlertMsg`], export
+//!   and Atom feed.
 //! - [`schema`]: JSON Schemas of every message, checked in under `schema/`.
 //!
 //! Only this crate derives `Serialize`/`Deserialize`; the server converts these
 //! wire types into its own validated domain types at the edge.
 
+pub mod cap;
 mod codec;
 pub mod delta;
 pub mod geometry;

@@ -80,6 +80,12 @@ pub struct AlertMsg {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 50_000.0))]
     pub buffer_m: Option<f64>,
+    /// The CAP document this message was read from, verbatim (at most
+    /// 1 MiB), kept so that the original is journalled with the alert and
+    /// can be shown; absent for alerts that did not come as CAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1_048_576))]
+    pub cap_xml: Option<String>,
 }
 
 fn default_msg_type() -> MsgType {

@@ -373,6 +373,15 @@ impl Validate for AlertMsg {
             area.validate_into("area", problems);
         }
         check_opt_range("buffer_m", self.buffer_m, 0.0, 50_000.0, "m", problems);
+        if let Some(xml) = &self.cap_xml
+            && xml.len() > crate::cap::MAX_CAP_BYTES
+        {
+            problems.push(
+                "too_long",
+                "cap_xml",
+                format!("cap_xml is {} bytes, at most {} allowed", xml.len(), crate::cap::MAX_CAP_BYTES),
+            );
+        }
     }
 }
 

@@ -221,6 +221,7 @@ fn alert() -> impl Strategy<Value = AlertMsg> {
                     earthquake,
                     area,
                     buffer_m,
+                    cap_xml: None,
                 }
             },
         )

@@ -71,6 +71,7 @@ pub fn quake(lat: f64, lon: f64, magnitude: f64) -> Command {
         earthquake: Some(EarthquakeSource { lat, lon, depth_km: None, magnitude }),
         area: None,
         buffer_m: None,
+        cap_xml: None,
     })
 }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub scenario: Arc<ScenarioInfo>,
     /// Cancelled when the server shuts down (closes WebSocket connections).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// CAP export settings (sender, public URL).
+    pub cap: Arc<crate::config::CapConfig>,
 }
 
 /// What `/readyz` says about the loaded scenario.
@@ -299,6 +301,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/ack", post(post_task_ack))
         .route("/tasks/{id}/transition", post(post_task_ack))
         .route("/sitrep", get(sitrep))
+        .merge(crate::cap_api::routes())
         .fallback(|| async { Error::not_found("", "no such endpoint") });
     let gated = Router::new()
         .nest("/api/v1", api)
@@ -487,6 +490,13 @@ async fn list_alerts(State(state): State<AppState>) -> Json<Value> {
 }
 
 async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    // `/alerts/{id}.cap` is the alert as CAP: axum routes no suffix after a
+    // capture, and an alert named `x.cap` still wins.
+    if let Some(alert_id) = id.strip_suffix(".cap")
+        && state.bus.read(|e| alert_position(e, &id).is_none())
+    {
+        return crate::cap_api::export(&state, alert_id);
+    }
     let view = state.bus.read(|e| alert_position(e, &id).map(|i| e.alert_view(i)));
     let view = view.ok_or_else(|| Error::not_found("alert_id", format!("no alert {id}")))?;
     Ok(Json(view).into_response())

@@ -93,6 +93,8 @@ pub struct Config {
     pub phones: PhonesConfig,
     /// The operators' dashboard.
     pub dashboard: crate::dashboard::DashboardConfig,
+    /// CAP (Common Alerting Protocol) export.
+    pub cap: CapConfig,
 }
 
 impl Default for Config {
@@ -106,6 +108,7 @@ impl Default for Config {
             engine: EngineSection::default(),
             phones: PhonesConfig::default(),
             dashboard: crate::dashboard::DashboardConfig::default(),
+            cap: CapConfig::default(),
         }
     }
 }
@@ -256,5 +259,22 @@ pub struct PhonesConfig {
 impl Default for PhonesConfig {
     fn default() -> Self {
         PhonesConfig { osmand_speed_unit: "kn".to_owned(), waypoint_radius_m: 150.0 }
+    }
+}
+
+/// CAP export settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapConfig {
+    /// CAP `<sender>` of exported alerts: this EOC's globally unique name.
+    pub sender: String,
+    /// Absolute URL the server is reached at (`https://eoc.example`), for
+    /// the Atom feed's links; empty gives links relative to the feed.
+    pub public_url: String,
+}
+
+impl Default for CapConfig {
+    fn default() -> Self {
+        CapConfig { sender: "coes.tj".to_owned(), public_url: String::new() }
     }
 }

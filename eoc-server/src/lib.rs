@@ -9,7 +9,8 @@
 //!   shared source data.
 //! - [`bus`], [`writer`], [`journal`]: the one writer that journals, applies
 //!   and publishes; the handle edges use to reach it.
-//! - [`api`], [`ws`]: the HTTP and WebSocket edges; [`dashboard`]: the
+//! - [`api`], [`ws`]: the HTTP and WebSocket edges; [`cap_api`]: CAP alerts
+//!   in (HTTP, MQTT) and out (`.cap` documents, Atom feed); [`dashboard`]: the
 //!   operators' page at `/`; [`metrics`], [`shutdown`],
 //!   [`config`]: operations. [`run`] wires them together.
 //! - [`whatif`]: the planning command that prints an alert's impact.
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod cap_api;
 pub mod config;
 pub mod core;
 pub mod dashboard;
@@ -127,7 +129,12 @@ pub async fn run_with_world(
         .context("starting the mqtt edge")?;
 
     let addr = listeners.http.local_addr().context("reading the http address")?;
-    let state = AppState { bus: bus.clone(), scenario: Arc::new(info), shutdown: local.clone() };
+    let state = AppState {
+        bus: bus.clone(),
+        scenario: Arc::new(info),
+        shutdown: local.clone(),
+        cap: Arc::new(config.cap.clone()),
+    };
     let app = api::router(state)
         .merge(phones::routes(bus.clone(), &config.phones))
         .merge(dashboard::routes(&config.scenario, &config.dashboard));

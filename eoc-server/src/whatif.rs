@@ -174,6 +174,7 @@ pub fn alert_for(args: &WhatifArgs) -> anyhow::Result<AlertMsg> {
         earthquake,
         area,
         buffer_m: args.buffer_m,
+        cap_xml: None,
     })
 }
 

@@ -94,6 +94,7 @@ fn quake(id: &str, alert_id: &str, status: AlertStatus, magnitude: f64) -> Comma
         earthquake: Some(EarthquakeSource { lat: 38.9, lon: 70.0, depth_km: None, magnitude }),
         area: None,
         buffer_m: None,
+        cap_xml: None,
     })
 }
 
@@ -470,6 +471,7 @@ fn a_flood_area_with_buffer_affects_villages_inside_and_excludes_sites_inside() 
             ]],
         }),
         buffer_m: Some(0.0),
+        cap_xml: None,
     });
     e.apply(&flood, "chair", T0).unwrap();
     let impact = e.impact_view(0);

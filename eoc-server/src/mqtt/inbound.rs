@@ -21,6 +21,8 @@ pub const MQTT_IDENTITY: &str = "mqtt";
 pub enum Route<'a> {
     /// `{prefix}/alerts`.
     Alerts,
+    /// `{prefix}/alerts/cap`: a CAP 1.2 (or 1.1) XML document.
+    AlertsCap,
     /// `{prefix}/teams/{team_id}/position`.
     TeamPosition(&'a str),
     /// `{prefix}/teams/{team_id}/status`.
@@ -49,6 +51,7 @@ pub enum Route<'a> {
 pub fn filters(prefix: &str, owntracks: bool) -> Vec<String> {
     let mut out = vec![
         format!("{prefix}/alerts"),
+        format!("{prefix}/alerts/cap"),
         format!("{prefix}/teams/+/position"),
         format!("{prefix}/teams/+/status"),
         format!("{prefix}/sites/+/capacity"),
@@ -68,6 +71,7 @@ pub fn route<'a>(prefix: &str, topic: &'a str) -> Option<Route<'a>> {
         let parts: Vec<&str> = rest.split('/').collect();
         return match parts.as_slice() {
             ["alerts"] => Some(Route::Alerts),
+            ["alerts", "cap"] => Some(Route::AlertsCap),
             ["teams", id, "position"] if !id.is_empty() => Some(Route::TeamPosition(id)),
             ["teams", id, "status"] if !id.is_empty() => Some(Route::TeamStatus(id)),
             ["sites", id, "capacity"] if !id.is_empty() => Some(Route::SiteCapacity(id)),
@@ -179,12 +183,12 @@ pub fn eoc_submission(route: Route<'_>, payload: &[u8], now: DateTime<Utc>) -> R
                 .map_err(|p| Rejection { id: Some(id.clone()), problems: p })?;
             (Command::TaskUpdate(m), id)
         }
-        Route::OwnTracks { .. } | Route::OwnTracksEvent { .. } => {
+        Route::OwnTracks { .. } | Route::OwnTracksEvent { .. } | Route::AlertsCap => {
             return Err(Rejection::one(
                 None,
                 "internal",
                 "",
-                "owntracks topics are mapped with the device table",
+                "owntracks and cap topics are mapped with the server's state",
             ));
         }
     };
@@ -204,6 +208,7 @@ mod tests {
         let check =
             |topic: &str, expect: Option<Route<'_>>| assert_eq!(route("eoc/v1", topic), expect, "{topic}");
         check("eoc/v1/alerts", Some(Route::Alerts));
+        check("eoc/v1/alerts/cap", Some(Route::AlertsCap));
         check("eoc/v1/teams/react-1/position", Some(Route::TeamPosition("react-1")));
         check("eoc/v1/teams/react-1/status", Some(Route::TeamStatus("react-1")));
         check("eoc/v1/sites/school-7/capacity", Some(Route::SiteCapacity("school-7")));
@@ -229,7 +234,8 @@ mod tests {
         let f = filters("tj/eoc", false);
         assert!(f.contains(&"tj/eoc/sites/+/capacity".to_owned()));
         assert!(!f.iter().any(|f| f.starts_with("owntracks")));
-        assert_eq!(filters("eoc/v1", true).len(), 7);
+        assert_eq!(filters("eoc/v1", true).len(), 8);
+        assert!(filters("eoc/v1", false).contains(&"eoc/v1/alerts/cap".to_owned()));
     }
 
     #[test]

@@ -427,6 +427,7 @@ async fn process(ctx: &Ctx, publish: &Publish) -> Outcome {
         Some(Route::OwnTracks { user, device }) | Some(Route::OwnTracksEvent { user, device }) => {
             crate::phones::owntracks::submissions(&ctx.bus, user, device, &publish.payload, now)
         }
+        Some(Route::AlertsCap) => crate::cap_api::mqtt_submissions(&ctx.bus, &publish.payload, now),
         Some(route) => inbound::eoc_submission(route, &publish.payload, now).map(|s| vec![s]),
     };
     let submissions = match submissions {
