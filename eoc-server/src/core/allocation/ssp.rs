@@ -181,6 +181,9 @@ pub(super) struct Solver<'a> {
     budget: u64,
     /// Whether the budget ran out and greedy placement took over.
     exhausted: bool,
+    /// Sites with room left once greedy placement took over (it only ever
+    /// takes room, so at zero every later demand is short at once).
+    sites_with_room: Option<usize>,
 }
 
 impl<'a> Solver<'a> {
@@ -222,6 +225,7 @@ impl<'a> Solver<'a> {
             work: 0,
             budget: WORK_BUDGET,
             exhausted: false,
+            sites_with_room: None,
         }
     }
 
@@ -452,6 +456,11 @@ impl<'a> Solver<'a> {
     /// Places what is left of demand `i` at the nearest sites with room,
     /// within range: the fallback once the work budget is spent.
     fn greedy(&mut self, i: u32) {
+        let with_room =
+            *self.sites_with_room.get_or_insert_with(|| self.room.iter().filter(|&&r| r > 0).count());
+        if with_room == 0 {
+            return;
+        }
         let at = self.demands[i as usize].at;
         let mut k = CANDIDATES * 4;
         loop {
@@ -473,6 +482,11 @@ impl<'a> Solver<'a> {
                 }
                 let take = left.min(self.room[ti]);
                 self.room[ti] -= take;
+                if self.room[ti] == 0
+                    && let Some(n) = self.sites_with_room.as_mut()
+                {
+                    *n = n.saturating_sub(1);
+                }
                 self.left[i as usize] -= take;
                 self.add_flow(i, t, take, d);
             }
