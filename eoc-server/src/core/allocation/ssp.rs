@@ -69,6 +69,9 @@ pub(super) const CANDIDATES: usize = 16;
 /// 200 ms; the Tajikistan M7.2 (the worst realistic case) stays exact.
 pub(super) const WORK_BUDGET: u64 = 4_000_000;
 
+/// Below this many sites with room, greedy placement scans them directly.
+const OPEN_SCAN: usize = 256;
+
 /// Reduced costs that rounding pushed below zero by less than this many
 /// metres are treated as zero.
 const EPS_M: f64 = 1e-6;
@@ -184,6 +187,9 @@ pub(super) struct Solver<'a> {
     /// Sites with room left once greedy placement took over (it only ever
     /// takes room, so at zero every later demand is short at once).
     sites_with_room: Option<usize>,
+    /// Once few sites have room, greedy scans just them instead of asking
+    /// the tree for ever more neighbours of villages whose sites are full.
+    open_sites: Vec<u32>,
 }
 
 impl<'a> Solver<'a> {
@@ -226,6 +232,7 @@ impl<'a> Solver<'a> {
             budget: WORK_BUDGET,
             exhausted: false,
             sites_with_room: None,
+            open_sites: Vec::new(),
         }
     }
 
@@ -462,6 +469,41 @@ impl<'a> Solver<'a> {
             return;
         }
         let at = self.demands[i as usize].at;
+        if with_room <= OPEN_SCAN {
+            if self.open_sites.is_empty() || self.open_sites.len() > OPEN_SCAN {
+                self.open_sites =
+                    (0..self.room.len() as u32).filter(|&t| self.room[t as usize] > 0).collect();
+            }
+            let room = &self.room;
+            self.open_sites.retain(|&t| room[t as usize] > 0);
+            let mut near: Vec<(u32, f64)> = self
+                .open_sites
+                .iter()
+                .map(|&t| (t, at.distance_m(self.supplies[t as usize].at)))
+                .filter(|&(_, d)| d <= self.max_m)
+                .collect();
+            near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            for (t, d) in near {
+                let left = self.left[i as usize];
+                if left == 0 {
+                    break;
+                }
+                let ti = t as usize;
+                if self.flow_at(i, t).is_some() {
+                    continue;
+                }
+                let take = left.min(self.room[ti]);
+                self.room[ti] -= take;
+                if self.room[ti] == 0
+                    && let Some(n) = self.sites_with_room.as_mut()
+                {
+                    *n = n.saturating_sub(1);
+                }
+                self.left[i as usize] -= take;
+                self.add_flow(i, t, take, d);
+            }
+            return;
+        }
         let mut k = CANDIDATES * 4;
         loop {
             let want = k.min(self.supplies.len());
