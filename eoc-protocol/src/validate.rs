@@ -81,9 +81,10 @@ pub trait Validate {
     fn validate(&self, now: DateTime<Utc>, problems: &mut Problems);
 }
 
-/// Parses and validates one message: size bound, JSON with the path of a
-/// type error, then every semantic problem.
-pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8], now: DateTime<Utc>) -> Result<T, Problems> {
+/// Parses one message without its semantic rules: size bound, then JSON
+/// with the path of the first type error. For bodies that are completed
+/// (from a URL, a topic) before [`parse`]'s rules apply.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
     let mut problems = Problems::default();
     if bytes.len() > MAX_MESSAGE_BYTES {
         problems.push(
@@ -109,6 +110,14 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8], now: DateTime<Utc>) -
         problems.push("invalid_json", "", err.to_string());
         return Err(problems);
     }
+    Ok(value)
+}
+
+/// Parses and validates one message: [`parse_json`], then every semantic
+/// problem of [`Validate`].
+pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8], now: DateTime<Utc>) -> Result<T, Problems> {
+    let value: T = parse_json(bytes)?;
+    let mut problems = Problems::default();
     value.validate(now, &mut problems);
     problems.into_result().map(|()| value)
 }

@@ -4,6 +4,11 @@
 
 use std::time::Instant;
 
+use chrono::Utc;
+use eoc_protocol::geometry::EarthquakeSource;
+use eoc_protocol::messages::{AlertMsg, Envelope};
+use eoc_protocol::types::{AlertStatus, Certainty, Hazard, MsgType, Severity, Urgency};
+use eoc_server::core::engine::Command;
 use eoc_server::core::geo::LatLon;
 use eoc_server::core::synthetic::Rng;
 
@@ -86,4 +91,25 @@ pub fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// An actual earthquake alert (fixed-depth form) for the engine.
+pub fn quake(lat: f64, lon: f64, magnitude: f64) -> Command {
+    Command::Alert(AlertMsg {
+        envelope: Envelope { v: 1, id: "bench".to_owned(), ts: Utc::now() },
+        alert_id: "bench".to_owned(),
+        msg_type: MsgType::Alert,
+        status: AlertStatus::Actual,
+        hazard: Some(Hazard::Earthquake),
+        urgency: Urgency::Immediate,
+        severity: Severity::Severe,
+        certainty: Certainty::Observed,
+        headline: None,
+        description: None,
+        expires_at: None,
+        earthquake: Some(EarthquakeSource { lat, lon, depth_km: None, magnitude }),
+        area: None,
+        buffer_m: None,
+        cap_xml: None,
+    })
 }

@@ -10,12 +10,8 @@ mod common;
 
 use std::hint::black_box;
 
-use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use eoc_protocol::geometry::EarthquakeSource;
-use eoc_protocol::messages::{AlertMsg, Envelope};
-use eoc_protocol::types::{AlertStatus, Certainty, Hazard, MsgType, Severity, Urgency};
-use eoc_server::core::engine::{Command, Engine, EngineConfig};
+use eoc_server::core::engine::{Engine, EngineConfig};
 use eoc_server::core::index::PointIndex;
 use eoc_server::core::synthetic::{self, Shape};
 
@@ -55,26 +51,6 @@ fn knn(c: &mut Criterion) {
     }
 }
 
-pub fn quake(lat: f64, lon: f64, magnitude: f64) -> Command {
-    Command::Alert(AlertMsg {
-        envelope: Envelope { v: 1, id: "bench".to_owned(), ts: Utc::now() },
-        alert_id: "bench".to_owned(),
-        msg_type: MsgType::Alert,
-        status: AlertStatus::Actual,
-        hazard: Some(Hazard::Earthquake),
-        urgency: Urgency::Immediate,
-        severity: Severity::Severe,
-        certainty: Certainty::Observed,
-        headline: None,
-        description: None,
-        expires_at: None,
-        earthquake: Some(EarthquakeSource { lat, lon, depth_km: None, magnitude }),
-        area: None,
-        buffer_m: None,
-        cap_xml: None,
-    })
-}
-
 fn full_result(c: &mut Criterion) {
     let mut g = c.benchmark_group("full_result");
     g.sample_size(20);
@@ -82,7 +58,7 @@ fn full_result(c: &mut Criterion) {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/scenarios/tajikistan"));
     if let Ok((world, _)) = eoc_server::scenario::load(dir) {
         let engine = Engine::new(world, EngineConfig::default());
-        let cmd = quake(39.2, 70.6, 7.2);
+        let cmd = common::quake(39.2, 70.6, 7.2);
         g.bench_function("tajikistan/M7.2", |b| {
             b.iter_batched(
                 || engine.clone(),
@@ -95,7 +71,7 @@ fn full_result(c: &mut Criterion) {
         let world =
             synthetic::world(Shape { villages, sites: 1000, teams: 1000, clusters: 60, spread_km: 15.0 }, 7);
         let engine = Engine::new(world, EngineConfig::default());
-        let cmd = quake(38.5, 70.0, 7.2);
+        let cmd = common::quake(38.5, 70.0, 7.2);
         g.bench_function(format!("synthetic/{villages}v-1000s-1000t/M7.2"), |b| {
             b.iter_batched(
                 || engine.clone(),

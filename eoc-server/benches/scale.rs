@@ -11,33 +11,9 @@ mod common;
 
 use std::time::Instant;
 
-use chrono::Utc;
 use eoc_protocol::delta::Delta;
-use eoc_protocol::geometry::EarthquakeSource;
-use eoc_protocol::messages::{AlertMsg, Envelope};
-use eoc_protocol::types::{AlertStatus, Certainty, Hazard, MsgType, Severity, Urgency};
-use eoc_server::core::engine::{Command, Engine, EngineConfig};
+use eoc_server::core::engine::{Engine, EngineConfig};
 use eoc_server::core::synthetic::{self, Shape};
-
-fn quake(lat: f64, lon: f64, magnitude: f64) -> Command {
-    Command::Alert(AlertMsg {
-        envelope: Envelope { v: 1, id: "bench".to_owned(), ts: Utc::now() },
-        alert_id: "bench".to_owned(),
-        msg_type: MsgType::Alert,
-        status: AlertStatus::Actual,
-        hazard: Some(Hazard::Earthquake),
-        urgency: Urgency::Immediate,
-        severity: Severity::Severe,
-        certainty: Certainty::Observed,
-        headline: None,
-        description: None,
-        expires_at: None,
-        earthquake: Some(EarthquakeSource { lat, lon, depth_km: None, magnitude }),
-        area: None,
-        buffer_m: None,
-        cap_xml: None,
-    })
-}
 
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -55,7 +31,7 @@ fn main() {
         let engine = Engine::new(world, EngineConfig::default());
         let build_s = t.elapsed().as_secs_f64();
         let rss_mb = common::rss_bytes().saturating_sub(rss0) as f64 / 1e6;
-        let cmd = quake(38.5, 70.0, 7.2);
+        let cmd = common::quake(38.5, 70.0, 7.2);
         let mut last = None;
         let secs = {
             let mut times = Vec::new();

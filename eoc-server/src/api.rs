@@ -177,32 +177,7 @@ pub fn parse_valid<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Pr
 /// Parses JSON without the protocol's semantic rules: for bodies that are
 /// not protocol messages (or are completed from the URL before validation).
 pub fn parse_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
-    let mut problems = Problems::default();
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        problems.push(
-            "too_large",
-            "",
-            format!("message is {} bytes, the limit is {MAX_MESSAGE_BYTES}", bytes.len()),
-        );
-        return Err(problems);
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(v) => match de.end() {
-            Ok(()) => Ok(v),
-            Err(err) => {
-                problems.push("invalid_json", "", err.to_string());
-                Err(problems)
-            }
-        },
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_type" };
-            problems.push(code, if path == "." { String::new() } else { path }, inner.to_string());
-            Err(problems)
-        }
-    }
+    eoc_protocol::validate::parse_json(bytes)
 }
 
 fn bad_request(problems: Problems) -> Error {
