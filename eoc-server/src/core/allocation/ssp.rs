@@ -488,19 +488,10 @@ impl<'a> Solver<'a> {
                 if left == 0 {
                     break;
                 }
-                let ti = t as usize;
                 if self.flow_at(i, t).is_some() {
                     continue;
                 }
-                let take = left.min(self.room[ti]);
-                self.room[ti] -= take;
-                if self.room[ti] == 0
-                    && let Some(n) = self.sites_with_room.as_mut()
-                {
-                    *n = n.saturating_sub(1);
-                }
-                self.left[i as usize] -= take;
-                self.add_flow(i, t, take, d);
+                self.place_greedily(i, t, d);
             }
             return;
         }
@@ -522,21 +513,28 @@ impl<'a> Solver<'a> {
                 if d > self.max_m {
                     continue;
                 }
-                let take = left.min(self.room[ti]);
-                self.room[ti] -= take;
-                if self.room[ti] == 0
-                    && let Some(n) = self.sites_with_room.as_mut()
-                {
-                    *n = n.saturating_sub(1);
-                }
-                self.left[i as usize] -= take;
-                self.add_flow(i, t, take, d);
+                self.place_greedily(i, t, d);
             }
             if self.left[i as usize] == 0 || want >= self.supplies.len() || self.knn_buf.len() < want {
                 return;
             }
             k *= 4;
         }
+    }
+
+    /// Places as many of demand `i`'s people at site `t` (`d` metres away)
+    /// as it has room for, keeping the count of sites with room.
+    fn place_greedily(&mut self, i: u32, t: u32, d: f64) {
+        let ti = t as usize;
+        let take = self.left[i as usize].min(self.room[ti]);
+        self.room[ti] -= take;
+        if self.room[ti] == 0
+            && let Some(n) = self.sites_with_room.as_mut()
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.left[i as usize] -= take;
+        self.add_flow(i, t, take, d);
     }
 
     fn flow_at(&self, u: u32, t: u32) -> Option<&Placed> {
