@@ -10,11 +10,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use eoc_protocol::delta::ImpactView;
 use eoc_protocol::messages::{
     AlertMsg, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
@@ -25,6 +25,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::error;
 
+use crate::access::Access;
+use crate::audit::{AuditOutcome, AuditQuery, MAX_QUERY};
+use crate::auth::verifier::AuthError;
+use crate::auth::{Principal, policy};
 use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
 use crate::core::engine::{Command, Engine};
 use crate::core::geo::LatLon;
@@ -50,6 +54,12 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// CAP export settings (sender, public URL).
     pub cap: Arc<crate::config::CapConfig>,
+    /// Credentials, rules, limits and the audit trail.
+    pub access: Arc<Access>,
+    /// WebSocket connections open now.
+    pub ws_open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Most WebSocket connections at once.
+    pub max_ws: usize,
 }
 
 /// What `/readyz` says about the loaded scenario.
@@ -75,6 +85,16 @@ pub struct ScenarioInfo {
 pub struct Error {
     status: StatusCode,
     problems: Problems,
+    /// Already in the audit trail (refused or rejected by [`Access::submit`]).
+    audited: bool,
+}
+
+/// What an error response tells the audit layer: its first problem, and
+/// whether it is already audited.
+#[derive(Debug, Clone)]
+struct ErrorNote {
+    problems: Problems,
+    audited: bool,
 }
 
 impl Error {
@@ -82,12 +102,12 @@ impl Error {
     pub fn new(status: StatusCode, code: &str, field: &str, message: impl Into<String>) -> Error {
         let mut problems = Problems::default();
         problems.push(code, field, message);
-        Error { status, problems }
+        Error { status, problems, audited: false }
     }
 
     /// A client error with every problem of a message.
     pub fn problems(status: StatusCode, problems: Problems) -> Error {
-        Error { status, problems }
+        Error { status, problems, audited: false }
     }
 
     /// `404 not_found` for an object named in the path.
@@ -99,6 +119,11 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What is wrong.
+    pub fn problem_list(&self) -> &Problems {
+        &self.problems
+    }
 }
 
 impl From<SubmitError> for Error {
@@ -108,12 +133,14 @@ impl From<SubmitError> for Error {
                 let status = match problems.errors.first().map(|e| e.code.as_str()) {
                     Some("unknown") => StatusCode::NOT_FOUND,
                     Some("conflict" | "not_allowed") => StatusCode::CONFLICT,
+                    Some(policy::FORBIDDEN) => StatusCode::FORBIDDEN,
+                    Some(crate::access::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
-                Error { status, problems }
+                Error { status, problems, audited: true }
             }
             SubmitError::Unavailable(why) => {
-                Error::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "", why)
+                Error { audited: true, ..Error::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "", why) }
             }
         }
     }
@@ -121,6 +148,20 @@ impl From<SubmitError> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        let note = ErrorNote { problems: self.problems.clone(), audited: self.audited };
+        let mut response = self.render();
+        response.extensions_mut().insert(note);
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl Error {
+    fn render(self) -> Response {
         if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
             error!(status = %self.status, problems = %self.problems, "request failed");
             let body = json!({"code": "internal", "field": "", "message": "internal error"});
@@ -204,30 +245,86 @@ fn fill_id(slot: &mut Option<String>, from_path: &str, field: &str) -> Result<()
     }
 }
 
-/// Largest accepted identity header.
-const MAX_USER_LEN: usize = 64;
+/// The token of an `Authorization: Bearer …` header, if well formed.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    let text = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = text.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
 
-/// The identity a request acts as.
-///
-/// Temporary: until access control lands this trusts the `X-EOC-User`
-/// header (or `anonymous`), which authenticates nobody.
-pub fn identity(headers: &HeaderMap) -> Result<String, Error> {
-    let Some(value) = headers.get("x-eoc-user") else {
-        return Ok("anonymous".to_owned());
-    };
-    let user = value.to_str().unwrap_or_default();
-    let ok = !user.is_empty()
-        && user.len() <= MAX_USER_LEN
-        && user.chars().all(|c| c.is_ascii_alphanumeric() || "._:@-".contains(c));
-    if !ok {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "x-eoc-user",
-            format!("the user must be 1-{MAX_USER_LEN} characters of A-Z a-z 0-9 . _ : @ -"),
-        ));
+/// The bearer token of a request: `Authorization: Bearer …`, or for
+/// `/ws` (browsers cannot set headers on a WebSocket) the `token` query
+/// parameter. `Ok(None)` when there is none.
+fn bearer_of(req: &Request) -> Result<Option<String>, AuthError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let text = value.to_str().map_err(|_| AuthError::Malformed("the header is not ASCII"))?;
+        let (scheme, token) =
+            text.trim().split_once(' ').ok_or(AuthError::Malformed("expected `Bearer <token>`"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Malformed("expected the Bearer scheme"));
+        }
+        return Ok(Some(token.trim().to_owned()));
     }
-    Ok(user.to_owned())
+    if req.uri().path() == "/ws" {
+        let query = req.uri().query().unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        return Ok(pairs.into_iter().find(|(k, _)| k == "token" || k == "access_token").map(|(_, v)| v));
+    }
+    Ok(None)
+}
+
+/// `401 unauthenticated` for `err`.
+pub fn unauthenticated(err: &AuthError) -> Error {
+    let status = if *err == AuthError::Unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    Error::new(status, crate::access::UNAUTHENTICATED, "authorization", err.to_string())
+}
+
+/// Authenticates every API and WebSocket request and passes the identity
+/// on as an `Extension<Arc<Principal>>`; a refusal is audited.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let verified = match bearer_of(&req) {
+        Ok(Some(token)) => state.access.verifier.bearer(&token).await,
+        Ok(None) => Err(AuthError::Missing),
+        Err(err) => Err(err),
+    };
+    match verified {
+        Ok(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Err(err) => {
+            let edge = if req.uri().path() == "/ws" { Edge::WebSocket } else { Edge::Http };
+            let error = unauthenticated(&err);
+            state.access.refuse(None, edge, &action_of(&req), &error.problems);
+            Error { audited: true, ..error }.into_response()
+        }
+    }
+}
+
+fn action_of(req: &Request) -> String {
+    format!("{} {}", req.method(), req.uri().path())
+}
+
+/// Audits writes refused by a handler before they became commands
+/// (malformed body, conflicting ids); submitted commands are audited by
+/// [`Access::submit`].
+async fn audit_refusals(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let writes = req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD;
+    let who = req.extensions().get::<Arc<Principal>>().cloned();
+    let action = action_of(&req);
+    let response = next.run(req).await;
+    if writes
+        && !response.status().is_success()
+        && let Some(note) = response.extensions().get::<ErrorNote>()
+        && !note.audited
+    {
+        state.access.refuse(who.as_deref(), Edge::Http, &action, &note.problems);
+    }
+    response
 }
 
 /// The JSON answer to an accepted write.
@@ -240,13 +337,12 @@ fn ack(msg_id: &str, accepted: Accepted) -> Json<Value> {
 
 async fn submit(
     state: &AppState,
-    headers: &HeaderMap,
+    who: &Principal,
     command: Command,
     msg_id: String,
 ) -> Result<Json<Value>, Error> {
-    let by = identity(headers)?;
-    let accepted =
-        state.bus.submit(Submission { command, msg_id: Some(msg_id.clone()), by, edge: Edge::Http }).await?;
+    let s = Submission { command, msg_id: Some(msg_id.clone()), by: String::new(), edge: Edge::Http };
+    let accepted = state.access.submit(&state.bus, who, s).await?;
     Ok(ack(&msg_id, accepted))
 }
 
@@ -276,11 +372,15 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/ack", post(post_task_ack))
         .route("/tasks/{id}/transition", post(post_task_ack))
         .route("/sitrep", get(sitrep))
+        .route("/me", get(me))
+        .route("/audit", get(audit))
         .merge(crate::cap_api::routes())
-        .fallback(|| async { Error::not_found("", "no such endpoint") });
+        .fallback(|| async { Error::not_found("", "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), audit_refusals));
     let gated = Router::new()
         .nest("/api/v1", api)
         .route("/ws", get(crate::ws::upgrade))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), require_ready));
     Router::new()
         .merge(gated)
@@ -332,12 +432,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn post_alert(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let msg: AlertMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     let id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::Alert(msg), id).await
+    submit(&state, &who, Command::Alert(msg), id).await
 }
 
 /// Parses an alert message for `/alerts/{id}/…`: the path fills
@@ -376,81 +476,81 @@ fn alert_for_path(bytes: &[u8], alert_id: &str, want: MsgType) -> Result<AlertMs
 async fn update_alert(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let msg = alert_for_path(&body_of(body)?, &id, MsgType::Update)?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::Alert(msg), msg_id).await
+    submit(&state, &who, Command::Alert(msg), msg_id).await
 }
 
 async fn cancel_alert(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let msg = alert_for_path(&body_of(body)?, &id, MsgType::Cancel)?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::Alert(msg), msg_id).await
+    submit(&state, &who, Command::Alert(msg), msg_id).await
 }
 
 async fn post_position(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let mut msg: TeamPositionMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.team_id, &id, "team_id")?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::TeamPosition(msg), msg_id).await
+    submit(&state, &who, Command::TeamPosition(msg), msg_id).await
 }
 
 async fn post_team_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let mut msg: TeamStatusMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.team_id, &id, "team_id")?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::TeamStatus(msg), msg_id).await
+    submit(&state, &who, Command::TeamStatus(msg), msg_id).await
 }
 
 async fn post_capacity(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let mut msg: SiteCapacityMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.site_id, &id, "site_id")?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::SiteCapacity(msg), msg_id).await
+    submit(&state, &who, Command::SiteCapacity(msg), msg_id).await
 }
 
 async fn post_task_ack(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let mut msg: TaskUpdateMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     fill_id(&mut msg.task_id, &id, "task_id")?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::TaskUpdate(msg), msg_id).await
+    submit(&state, &who, Command::TaskUpdate(msg), msg_id).await
 }
 
 async fn post_task(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let msg: TaskAssignMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     let msg_id = msg.envelope.id.clone();
-    submit(&state, &headers, Command::TaskAssign(msg), msg_id).await
+    submit(&state, &who, Command::TaskAssign(msg), msg_id).await
 }
 
 // ---- reads ---------------------------------------------------------------
@@ -490,10 +590,11 @@ async fn get_impact(
 /// applied to the clone.
 async fn preview_alert(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImpactView>, Error> {
-    let by = identity(&headers)?;
+    policy::may_preview(&who).map_err(|p| Error::problems(StatusCode::FORBIDDEN, p))?;
+    let by = who.name.clone();
     let msg: AlertMsg = parse_valid(&body_of(body)?).map_err(bad_request)?;
     let mut engine = state.bus.read(Engine::clone);
     let alert_id = msg.alert_id.clone();
@@ -683,4 +784,86 @@ async fn sitrep(State(state): State<AppState>) -> Json<Value> {
             "tasks_by_state": tasks,
         })
     }))
+}
+
+/// `GET /api/v1/me`: who the token belongs to (name, role, team or sites),
+/// so a client shows only the tools its user may use.
+async fn me(Extension(who): Extension<Arc<Principal>>) -> Json<Principal> {
+    Json((*who).clone())
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, serde::Deserialize)]
+struct AuditParams {
+    /// RFC 3339 time; only records at or after it.
+    since: Option<String>,
+    /// RFC 3339 time; only records before it.
+    until: Option<String>,
+    /// Only this identity.
+    by: Option<String>,
+    /// accepted, duplicate, rejected or refused.
+    outcome: Option<String>,
+    /// http, websocket, mqtt, owntracks, osmand.
+    edge: Option<String>,
+    /// At most this many (default 200, at most 5,000), newest first.
+    limit: Option<usize>,
+}
+
+fn time_param(field: &str, text: Option<&str>) -> Result<Option<i64>, Error> {
+    text.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(t).map(|d| d.timestamp_millis()).map_err(|_| {
+            Error::new(StatusCode::BAD_REQUEST, "invalid", field, format!("{field} must be an RFC 3339 time"))
+        })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/audit`: the audit trail, newest first (operators and chairs).
+async fn audit(
+    State(state): State<AppState>,
+    Extension(who): Extension<Arc<Principal>>,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<Value>, Error> {
+    policy::may_read_audit(&who).map_err(|p| Error::problems(StatusCode::FORBIDDEN, p))?;
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some("accepted") => Some(AuditOutcome::Accepted),
+        Some("duplicate") => Some(AuditOutcome::Duplicate),
+        Some("rejected") => Some(AuditOutcome::Rejected),
+        Some("refused") => Some(AuditOutcome::Refused),
+        Some(_) => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "outcome",
+                "outcome must be accepted, duplicate, rejected or refused",
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(200);
+    if limit == 0 || limit > MAX_QUERY {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "limit",
+            format!("limit must be 1-{MAX_QUERY}"),
+        ));
+    }
+    let query = AuditQuery {
+        since_ms: time_param("since", q.since.as_deref())?,
+        until_ms: time_param("until", q.until.as_deref())?,
+        by: q.by,
+        outcome,
+        edge: q.edge,
+        limit,
+    };
+    let entries = state.access.audit.query(&query).await.map_err(|err| {
+        Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "",
+            format!("reading the audit trail: {err}"),
+        )
+    })?;
+    Ok(Json(json!({"entries": entries, "dropped": state.access.audit.dropped()})))
 }

@@ -10,13 +10,15 @@
 //! journalled, with the original XML). Ack, Error and System messages make
 //! no alert: they are logged and answered 200.
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use eoc_protocol::cap::export::{
     ATOM_MEDIA_TYPE, CAP_MEDIA_TYPE, ExportOptions, FeedEntry, atom_feed, to_cap_xml,
@@ -29,7 +31,8 @@ use eoc_protocol::validate::Problems;
 use serde_json::json;
 use tracing::info;
 
-use crate::api::{AppState, Error, identity};
+use crate::api::{AppState, Error};
+use crate::auth::{Principal, Role};
 use crate::bus::{Accepted, Bus, Edge, Submission};
 use crate::core::engine::{Command, Engine, from_ms};
 use crate::mqtt::inbound::{MQTT_IDENTITY, Rejection};
@@ -136,13 +139,20 @@ fn problems_response(status: StatusCode, problems: &Problems) -> Response {
 
 async fn receive(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Arc<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let by = match identity(&headers) {
-        Ok(by) => by,
-        Err(err) => return err.into_response(),
-    };
+    // Only a chair issues alerts: refuse before reading the document.
+    if who.role != Role::Chair {
+        let mut p = Problems::default();
+        p.push(
+            crate::auth::policy::FORBIDDEN,
+            "",
+            format!("only a chair may issue cap alerts; {} is a {}", who.name, who.role),
+        );
+        return Error::problems(StatusCode::FORBIDDEN, p).into_response();
+    }
+    let by = who.name.clone();
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -154,7 +164,10 @@ async fn receive(
     };
     let received = match receive_bytes(&state.bus, &body, Utc::now(), &by, Edge::Http) {
         Ok(r) => r,
-        Err((_, problems)) => return problems_response(StatusCode::BAD_REQUEST, &problems),
+        Err((_, problems)) => {
+            state.access.refuse(Some(&who), Edge::Http, "POST /api/v1/alerts/cap", &problems);
+            return problems_response(StatusCode::BAD_REQUEST, &problems);
+        }
     };
     let (submission, notes) = match received {
         Received::Alert { submission, notes } => (*submission, notes),
@@ -169,7 +182,7 @@ async fn receive(
     };
     let (msg_id, alert_id, msg_type, hazard) =
         (submission.msg_id.clone(), msg.alert_id.clone(), msg.msg_type, msg.hazard);
-    match state.bus.submit(submission).await {
+    match state.access.submit(&state.bus, &who, submission).await {
         Ok(accepted) => {
             let (status, seq, duplicate) = match accepted {
                 Accepted::Applied { seq } if msg_type == MsgType::Alert => {

@@ -95,6 +95,8 @@ pub struct Config {
     pub dashboard: crate::dashboard::DashboardConfig,
     /// CAP (Common Alerting Protocol) export.
     pub cap: CapConfig,
+    /// Users, audit and limits.
+    pub access: AccessConfig,
 }
 
 impl Default for Config {
@@ -109,6 +111,7 @@ impl Default for Config {
             phones: PhonesConfig::default(),
             dashboard: crate::dashboard::DashboardConfig::default(),
             cap: CapConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -276,5 +279,44 @@ pub struct CapConfig {
 impl Default for CapConfig {
     fn default() -> Self {
         CapConfig { sender: "coes.tj".to_owned(), public_url: String::new() }
+    }
+}
+
+/// Users, audit trail and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// On a data directory with no user yet, create the chair `chair` and
+    /// write its token to `DATA/first-chair.token`.
+    pub first_chair: bool,
+    /// Audit records older than this are deleted, days.
+    pub audit_keep_days: u32,
+    /// Commands per second one chair or operator may send (bursts of
+    /// `burst_s` seconds' worth).
+    pub operator_per_s: f64,
+    /// Commands per second one responder (or one team's MQTT topics) may send.
+    pub responder_per_s: f64,
+    /// Commands per second one site manager (or one site's MQTT topic) may send.
+    pub site_manager_per_s: f64,
+    /// A burst may spend this many seconds' worth of the rate at once.
+    pub burst_s: f64,
+    /// WebSocket connections open at once, at most.
+    pub max_ws_connections: usize,
+    /// HTTP connections (WebSocket included) open at once, at most.
+    pub max_http_connections: usize,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            first_chair: true,
+            audit_keep_days: 365,
+            operator_per_s: 2_000.0,
+            responder_per_s: 20.0,
+            site_manager_per_s: 20.0,
+            burst_s: 10.0,
+            max_ws_connections: 5_000,
+            max_http_connections: 10_000,
+        }
     }
 }

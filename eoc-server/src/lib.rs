@@ -19,13 +19,17 @@
 //! `eoc-protocol`), the writer journals and applies them to the engine in
 //! order, and the engine's deltas fan out to every client.
 
+pub mod access;
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod bus;
 pub mod cap_api;
 pub mod config;
 pub mod core;
 pub mod dashboard;
 pub mod journal;
+pub mod limits;
 pub mod metrics;
 pub mod mqtt;
 pub mod phones;
@@ -100,6 +104,16 @@ pub async fn run_with_world(
         teams: world.teams().len(),
         rejected_rows: scenario.1,
     };
+    let access = open_access(&config)?;
+    let mut mqtt_config = config.mqtt.clone();
+    if mqtt_config.username.is_none() {
+        // The server's own broker account, made by the user store.
+        let secret = config.data_dir.join(auth::store::BROKER_DIR).join(auth::store::SERVER_SECRET_FILE);
+        if let Ok(password) = std::fs::read_to_string(&secret) {
+            mqtt_config.username = Some(auth::store::SERVER_ACCOUNT.to_owned());
+            mqtt_config.password = Some(password.trim().to_owned());
+        }
+    }
     let engine = Engine::new(world, config.engine.to_engine_config());
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
@@ -125,7 +139,7 @@ pub async fn run_with_world(
 
     // The MQTT edge connects (and reconnects) in the background; HTTP and
     // WebSocket serve whether or not a broker is reachable.
-    mqtt::spawn(&config.mqtt, &config.phones, bus.clone(), local.clone(), &tracker)
+    mqtt::spawn(&mqtt_config, &config.phones, bus.clone(), access.clone(), local.clone(), &tracker)
         .context("starting the mqtt edge")?;
 
     let addr = listeners.http.local_addr().context("reading the http address")?;
@@ -134,13 +148,17 @@ pub async fn run_with_world(
         scenario: Arc::new(info),
         shutdown: local.clone(),
         cap: Arc::new(config.cap.clone()),
+        access: access.clone(),
+        ws_open: Arc::default(),
+        max_ws: config.access.max_ws_connections,
     };
     let app = api::router(state)
-        .merge(phones::routes(bus.clone(), &config.phones))
+        .merge(phones::routes(bus.clone(), access.clone(), &config.phones))
         .merge(dashboard::routes(&config.scenario, &config.dashboard));
     let http_token = local.clone();
+    let listener = limits::Limited::new(listeners.http, config.access.max_http_connections);
     let http = tracker.spawn(async move {
-        axum::serve(listeners.http, app).with_graceful_shutdown(http_token.cancelled_owned()).await
+        axum::serve(listener, app).with_graceful_shutdown(http_token.cancelled_owned()).await
     });
     info!(%addr, "serving http and websocket");
 
@@ -167,8 +185,24 @@ pub async fn run_with_world(
     };
     tracker.close();
     tracker.wait().await;
+    access.audit.flush().await;
     info!("server stopped");
     result
+}
+
+/// Opens the user store (creating the first chair on an empty one, if so
+/// configured) and the audit trail.
+fn open_access(config: &Config) -> anyhow::Result<Arc<access::Access>> {
+    let verifier = auth::verifier::Verifier::open(&config.data_dir).context("opening the user store")?;
+    if config.access.first_chair
+        && let Some(path) =
+            verifier.with_store(|s| s.ensure_first_chair()).context("creating the first chair")?
+    {
+        info!(path = %path.display(), "no user yet: created the chair `chair`; its token is in this file");
+    }
+    let audit = audit::Audit::open(&config.data_dir, config.access.audit_keep_days)
+        .context("opening the audit trail")?;
+    Ok(Arc::new(access::Access::new(verifier, audit, &config.access)))
 }
 
 fn flatten(done: Result<Result<(), journal::JournalError>, tokio::task::JoinError>) -> anyhow::Error {

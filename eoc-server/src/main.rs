@@ -27,6 +27,10 @@ enum Command {
     /// Scenario data tools.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+    /// Manage users and their tokens in a data directory (takes effect on a
+    /// running server at once).
+    #[command(subcommand)]
+    User(eoc_server::auth::cli::UserCommand),
 }
 
 /// Flags of `eoc-server run`; each overrides the configuration file and
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
             eoc_server::scenario::build::run(&from, &out)
         }
         Some(Command::Scenario(ScenarioCommand::Check { dir })) => eoc_server::scenario::check(&dir),
+        Some(Command::User(command)) => eoc_server::auth::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,11 +6,14 @@
 //! shutdown. A client that falls behind the broadcast buffer is sent a
 //! fresh snapshot and continues from it; the writer never waits for it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eoc_protocol::delta::Snapshot;
 use eoc_protocol::messages::Inbound;
@@ -21,7 +24,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use crate::api::{AppState, identity, parse_valid};
+use crate::access::Access;
+use crate::api::{AppState, parse_valid};
+use crate::auth::Principal;
+use crate::auth::verifier::AuthError;
 use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
 use crate::core::engine::Command;
 
@@ -33,22 +39,87 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// missed pings.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
-/// Upgrades `GET /ws`.
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let by = match identity(&headers) {
-        Ok(by) => by,
-        Err(err) => return err.into_response(),
-    };
+/// Upgrades `GET /ws` (the identity was checked by the API's
+/// authentication layer). Beyond `access.max_ws_connections` open
+/// connections a new one is refused with 503.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Extension(who): Extension<Arc<Principal>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let open = state.ws_open.fetch_add(1, Ordering::AcqRel);
+    let slot = Slot(state.ws_open.clone());
+    if open >= state.max_ws {
+        drop(slot);
+        let mut p = Problems::default();
+        p.push(
+            "too_many_connections",
+            "",
+            format!("the server holds {} WebSocket connections, its limit", state.max_ws),
+        );
+        state.access.refuse(Some(&who), Edge::WebSocket, "connect", &p);
+        return crate::api::Error::problems(StatusCode::SERVICE_UNAVAILABLE, p).into_response();
+    }
+    // The token is checked again on every inbound message and every ping,
+    // so a revoked token ends the connection within one ping interval and
+    // can send nothing at once.
+    let token = crate::api::bearer_token(&headers)
+        .or_else(|| {
+            let q: TokenQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).ok()?;
+            Some(q.token())
+        })
+        .unwrap_or_default();
     ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(
         move |socket| async move {
+            let _slot = slot;
             let bus = state.bus.clone();
             bus.metrics().ws_client(true);
-            if let Err(err) = serve(socket, &bus, &by, &state.shutdown).await {
+            let conn = Conn { bus: &bus, access: &state.access, who, token };
+            if let Err(err) = serve(socket, &conn, &state.shutdown).await {
                 debug!(error = %err, "websocket connection ended");
             }
             bus.metrics().ws_client(false);
         },
     )
+}
+
+/// `?token=` (or `?access_token=`) of `/ws`.
+#[derive(Debug, serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+impl TokenQuery {
+    fn token(self) -> String {
+        self.token.or(self.access_token).unwrap_or_default()
+    }
+}
+
+/// One open connection's count in `ws_open`, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What one connection acts with.
+struct Conn<'a> {
+    bus: &'a Bus,
+    access: &'a Access,
+    who: Arc<Principal>,
+    token: String,
+}
+
+impl Conn<'_> {
+    /// Whether the token still stands (not revoked or rotated).
+    async fn still_valid(&self) -> Result<(), AuthError> {
+        self.access.verifier.bearer(&self.token).await.map(|_| ())
+    }
 }
 
 fn snapshot_text(snapshot: &Snapshot) -> Utf8Bytes {
@@ -65,10 +136,10 @@ fn error_text(id: Option<&str>, problems: &Problems) -> Utf8Bytes {
 
 async fn serve(
     socket: WebSocket,
-    bus: &Bus,
-    by: &str,
+    conn: &Conn<'_>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), axum::Error> {
+    let bus = conn.bus;
     let (mut sink, mut stream) = socket.split();
     let (snapshot, mut frames_rx) = bus.snapshot_and_subscribe();
     let mut last_seq = snapshot.seq;
@@ -100,7 +171,7 @@ async fn serve(
                 heard = Instant::now();
                 match msg? {
                     Message::Text(text) => {
-                        let reply = handle_inbound(bus, by, text.as_bytes()).await;
+                        let reply = handle_inbound(conn, text.as_bytes()).await;
                         sink.send(Message::Text(reply)).await?;
                     }
                     Message::Binary(_) => {
@@ -115,6 +186,11 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
+                if let Err(err) = conn.still_valid().await {
+                    let reason = err.to_string();
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
+                    break;
+                }
                 if heard.elapsed() > IDLE_LIMIT {
                     warn!("websocket client silent too long; closing");
                     break;
@@ -131,15 +207,23 @@ async fn serve(
 }
 
 /// Parses, submits and answers one inbound text frame.
-async fn handle_inbound(bus: &Bus, by: &str, bytes: &[u8]) -> Utf8Bytes {
+async fn handle_inbound(conn: &Conn<'_>, bytes: &[u8]) -> Utf8Bytes {
+    // Best effort: name the message in an error if its id is readable.
+    let id_of = || {
+        serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(|s| s.chars().take(64).collect::<String>()))
+    };
+    if let Err(err) = conn.still_valid().await {
+        let error = crate::api::unauthenticated(&err);
+        conn.access.refuse(Some(&conn.who), Edge::WebSocket, "message", error.problem_list());
+        return error_text(id_of().as_deref(), error.problem_list());
+    }
     let inbound: Inbound = match parse_valid(bytes) {
         Ok(m) => m,
         Err(problems) => {
-            // Best effort: name the message in the error if its id is readable.
-            let id = serde_json::from_slice::<Value>(bytes)
-                .ok()
-                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
-            return error_text(id.as_deref(), &problems);
+            conn.access.refuse(Some(&conn.who), Edge::WebSocket, "message", &problems);
+            return error_text(id_of().as_deref(), &problems);
         }
     };
     let msg_id = inbound.envelope().id.clone();
@@ -152,8 +236,8 @@ async fn handle_inbound(bus: &Bus, by: &str, bytes: &[u8]) -> Utf8Bytes {
         Inbound::TaskAssign(m) => Command::TaskAssign(m),
     };
     let submission =
-        Submission { command, msg_id: Some(msg_id.clone()), by: by.to_owned(), edge: Edge::WebSocket };
-    match bus.submit(submission).await {
+        Submission { command, msg_id: Some(msg_id.clone()), by: String::new(), edge: Edge::WebSocket };
+    match conn.access.submit(conn.bus, &conn.who, submission).await {
         Ok(Accepted::Applied { seq }) => json!({"type": "ack", "id": msg_id, "seq": seq}).to_string().into(),
         Ok(Accepted::Duplicate) => json!({"type": "ack", "id": msg_id, "duplicate": true}).to_string().into(),
         Err(SubmitError::Rejected(problems)) => error_text(Some(&msg_id), &problems),

@@ -4,12 +4,11 @@
 //! impact; an exercise dispatches nobody; broken and oversize documents are
 //! refused; the MQTT topic takes the same documents.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
-use eoc_tests::mosquitto::{Client, Mosquitto, OPERATOR_USER, SERVER_USER, mqtt_config, wait_mqtt_connected};
-use eoc_tests::{Server, WAIT, Ws, data_dir, http, test_config};
+use eoc_tests::mosquitto::{CONSOLE_USER, Client, Mosquitto, SERVER_USER, mqtt_config, wait_mqtt_connected};
+use eoc_tests::{Server, WAIT, data_dir, http, test_config};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -93,13 +92,17 @@ fn thunderstorm(identifier: &str) -> String {
 }
 
 async fn post_cap(server: &Server, xml: &str) -> (u16, Value) {
-    http(server.addr, "POST", "/api/v1/alerts/cap", Some(xml.as_bytes()), &[("X-EOC-User", "chair-1")]).await
+    let auth = server.bearer();
+    http(server.addr, "POST", "/api/v1/alerts/cap", Some(xml.as_bytes()), &[("Authorization", &auth)]).await
 }
 
-/// `GET path` → status, content type and body text.
-async fn get_text(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+/// `GET path` as the test chair → status, content type and body text.
+async fn get_text(server: &Server, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {}\r\n\r\n",
+        server.bearer()
+    );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await.unwrap().unwrap();
@@ -132,7 +135,7 @@ fn xmllint(name: &str, xml: &str) {
 async fn a_cap_earthquake_is_shown_with_impact_exported_listed_and_cancelled() {
     let dir = data_dir();
     let server = Server::start(test_config(dir.path())).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     let xml = quake("SEISMO-2026-7", "Actual");
 
     let (status, ack) = post_cap(&server, &xml).await;
@@ -156,7 +159,7 @@ async fn a_cap_earthquake_is_shown_with_impact_exported_listed_and_cancelled() {
     assert_eq!((status, again["duplicate"].as_bool()), (200, Some(true)), "{again}");
 
     // Its CAP export is valid against the OASIS schema.
-    let (status, content_type, cap) = get_text(server.addr, "/api/v1/alerts/SEISMO-2026-7.cap").await;
+    let (status, content_type, cap) = get_text(&server, "/api/v1/alerts/SEISMO-2026-7.cap").await;
     assert_eq!((status, content_type.as_str()), (200, "application/cap+xml"), "{cap}");
     assert!(
         cap.contains("<identifier>SEISMO-2026-7</identifier>") && cap.contains("<sender>coes.tj</sender>")
@@ -164,11 +167,11 @@ async fn a_cap_earthquake_is_shown_with_impact_exported_listed_and_cancelled() {
     assert!(cap.contains("<valueName>EarthquakeMagnitude</valueName><value>6.5</value>"), "{cap}");
     xmllint("served-quake", &cap);
     // The original is kept verbatim.
-    let (status, _, source) = get_text(server.addr, "/api/v1/alerts/SEISMO-2026-7/source.cap").await;
+    let (status, _, source) = get_text(&server, "/api/v1/alerts/SEISMO-2026-7/source.cap").await;
     assert_eq!((status, source.as_str()), (200, xml.as_str()));
 
     // The Atom feed lists it, linking to its CAP document.
-    let (status, content_type, feed) = get_text(server.addr, "/api/v1/cap/feed.atom").await;
+    let (status, content_type, feed) = get_text(&server, "/api/v1/cap/feed.atom").await;
     assert_eq!((status, content_type.as_str()), (200, "application/atom+xml"));
     assert!(feed.contains("href=\"/api/v1/alerts/SEISMO-2026-7.cap\""), "{feed}");
 
@@ -178,9 +181,9 @@ async fn a_cap_earthquake_is_shown_with_impact_exported_listed_and_cancelled() {
     let frame =
         ws.until(|f| f["type"] == "alert" && f["alert_id"] == "SEISMO-2026-7" && f["active"] == false).await;
     assert_eq!(frame["msg_type"], "cancel");
-    let (_, _, feed) = get_text(server.addr, "/api/v1/cap/feed.atom").await;
+    let (_, _, feed) = get_text(&server, "/api/v1/cap/feed.atom").await;
     assert!(!feed.contains("SEISMO-2026-7"), "{feed}");
-    let (_, _, cap) = get_text(server.addr, "/api/v1/alerts/SEISMO-2026-7.cap").await;
+    let (_, _, cap) = get_text(&server, "/api/v1/alerts/SEISMO-2026-7.cap").await;
     assert!(cap.contains("<msgType>Cancel</msgType>") && cap.contains("<references>coes.tj,SEISMO-2026-7,"));
     xmllint("served-cancel", &cap);
     server.stop().await;
@@ -200,7 +203,7 @@ async fn a_cap_thunderstorm_is_kept_and_shown_without_impact() {
     assert_eq!(impact["villages"].as_array().map(Vec::len), Some(0), "{impact}");
     let (_, tasks) = server.get("/api/v1/tasks").await;
     assert!(tasks["tasks"].as_array().unwrap().is_empty(), "{tasks}");
-    let (_, _, cap) = get_text(server.addr, "/api/v1/alerts/storm-1.cap").await;
+    let (_, _, cap) = get_text(&server, "/api/v1/alerts/storm-1.cap").await;
     xmllint("served-storm", &cap);
     server.stop().await;
 }
@@ -272,7 +275,8 @@ async fn a_100_mb_cap_body_is_refused_before_it_is_read() {
     let total: usize = 100 * 1024 * 1024;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
-        "POST /api/v1/alerts/cap HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/cap+xml\r\nContent-Length: {total}\r\n\r\n"
+        "POST /api/v1/alerts/cap HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/cap+xml\r\nContent-Length: {total}\r\nAuthorization: {}\r\n\r\n",
+        server.bearer()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let chunk = vec![b'a'; 64 * 1024];
@@ -299,14 +303,14 @@ async fn a_100_mb_cap_body_is_refused_before_it_is_read() {
 /// one is reported on `eoc/v1/errors` with the element path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_over_mqtt_makes_alerts_and_reports_errors() {
-    let broker = Mosquitto::start(&[]).unwrap();
     let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &[]).unwrap();
     let server = Server::start(mqtt_config(&broker, dir.path())).await;
     wait_mqtt_connected(&server).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     let mut watcher = Client::connect(&broker, SERVER_USER, "watcher", false).await;
     watcher.subscribe("eoc/v1/errors").await;
-    let console = Client::connect(&broker, OPERATOR_USER, "console", false).await;
+    let console = Client::connect(&broker, CONSOLE_USER, "console", false).await;
 
     console.publish("eoc/v1/alerts/cap", thunderstorm("mqtt-storm")).await;
     let frame = ws.until(|f| f["type"] == "alert" && f["alert_id"] == "mqtt-storm").await;

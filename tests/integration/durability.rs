@@ -1,6 +1,6 @@
 //! The journal: restarts, shutdown, time-driven changes.
 
-use eoc_tests::{Server, Ws, data_dir, earthquake, message, test_config};
+use eoc_tests::{Server, data_dir, earthquake, message, test_config};
 use serde_json::json;
 
 #[tokio::test]
@@ -38,7 +38,7 @@ async fn an_unacknowledged_task_times_out_and_the_village_is_dispatched_again() 
     config.engine.ack_timeout_s = 1;
     config.engine.max_tasks_per_alert = 1;
     let server = Server::start(config).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     ws.next().await;
     assert_eq!(server.post("/api/v1/alerts", &earthquake("eq-t")).await.0, 200);
     let assigned = ws.until(|f| f["type"] == "task" && f["state"] == "assigned").await;

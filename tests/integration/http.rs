@@ -1,6 +1,6 @@
 //! The HTTP edge: inbound twins, errors, deduplication, reads.
 
-use eoc_tests::{Server, Ws, data_dir, earthquake, http, message, test_config};
+use eoc_tests::{Server, data_dir, earthquake, http, message, test_config};
 use serde_json::{Value, json};
 
 fn seq_of(frame: &Value) -> u64 {
@@ -11,7 +11,7 @@ fn seq_of(frame: &Value) -> u64 {
 async fn writes_reach_websocket_clients_in_order_with_consecutive_seq() {
     let dir = data_dir();
     let server = Server::start(test_config(dir.path())).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     let snapshot = ws.next().await;
     assert_eq!(snapshot["type"], "snapshot");
     let mut expected = seq_of(&snapshot) + 1;
@@ -54,8 +54,10 @@ async fn bad_input_gets_a_specific_error_and_changes_nothing() {
     let server = Server::start(test_config(dir.path())).await;
     let before = server.state().await;
     let addr = server.addr;
+    let auth = server.bearer();
+    let auth = [("Authorization", auth.as_str())];
 
-    let (status, err) = http(addr, "POST", "/api/v1/teams/t-1/position", Some(b"{\"v\":1,"), &[]).await;
+    let (status, err) = http(addr, "POST", "/api/v1/teams/t-1/position", Some(b"{\"v\":1,"), &auth).await;
     assert_eq!((status, err["code"].as_str()), (400, Some("invalid_json")), "{err}");
 
     let (status, err) =
@@ -95,7 +97,7 @@ async fn bad_input_gets_a_specific_error_and_changes_nothing() {
     );
 
     let huge = vec![b' '; eoc_protocol::validate::MAX_MESSAGE_BYTES + 1];
-    let (status, err) = http(addr, "POST", "/api/v1/alerts", Some(&huge), &[]).await;
+    let (status, err) = http(addr, "POST", "/api/v1/alerts", Some(&huge), &auth).await;
     assert_eq!((status, err["code"].as_str()), (413, Some("too_large")), "{err}");
 
     let (status, err) = server.post("/api/v1/tasks/task-404/ack", &message(json!({}))).await;

@@ -4,7 +4,7 @@
 //! no acknowledged message.
 
 use eoc_tests::mosquitto::{
-    Client, Mosquitto, OPERATOR_USER, SERVER_USER, mqtt_config, phone_world, wait_mqtt_connected,
+    CONSOLE_USER, Client, Mosquitto, SERVER_USER, mqtt_config, phone_world, wait_mqtt_connected,
 };
 use eoc_tests::{Server, Ws, data_dir, earthquake, message};
 use serde_json::{Value, json};
@@ -32,7 +32,8 @@ async fn deltas(ws: &mut Ws, n: usize) -> Vec<Value> {
 /// team-a's own does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_pins_a_responder_to_its_own_topics() {
-    let broker = Mosquitto::start(&["team-a"]).unwrap();
+    let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &["team-a"]).unwrap();
     let mut watcher = Client::connect(&broker, SERVER_USER, "watcher", false).await;
     watcher.subscribe("eoc/v1/teams/+/position").await;
     let phone = Client::connect(&broker, "team-a", "phone-a", false).await;
@@ -46,16 +47,16 @@ async fn acl_pins_a_responder_to_its_own_topics() {
 /// WebSocket client as deltas numbered without a gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_topics_reach_websocket_clients_in_order() {
-    let broker = Mosquitto::start(&["t-1", "t-2"]).unwrap();
     let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &["t-1", "t-2"]).unwrap();
     let server = start(&broker, &dir).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     let snapshot = ws.next().await;
     let mut seq = snapshot["seq"].as_u64().unwrap();
 
     let t1 = Client::connect(&broker, "t-1", "phone-t-1", false).await;
     let t2 = Client::connect(&broker, "t-2", "phone-t-2", false).await;
-    let console = Client::connect(&broker, OPERATOR_USER, "console", false).await;
+    let console = Client::connect(&broker, CONSOLE_USER, "console", false).await;
     t1.publish(
         "eoc/v1/teams/t-1/position",
         message(json!({"lat": 38.61, "lon": 68.81, "battery_pct": 77.0})).to_string(),
@@ -93,8 +94,8 @@ async fn inbound_topics_reach_websocket_clients_in_order() {
 /// impact summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatched_team_gets_its_task_and_acknowledges_it_over_mqtt() {
-    let broker = Mosquitto::start(&["t-1", "t-2"]).unwrap();
     let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &["t-1", "t-2"]).unwrap();
     let server = start(&broker, &dir).await;
     let mut phones = Vec::new();
     for team in ["t-1", "t-2"] {
@@ -102,7 +103,7 @@ async fn a_dispatched_team_gets_its_task_and_acknowledges_it_over_mqtt() {
         c.subscribe(&format!("eoc/v1/teams/{team}/tasks")).await;
         phones.push(c);
     }
-    let console = Client::connect(&broker, OPERATOR_USER, "console", false).await;
+    let console = Client::connect(&broker, CONSOLE_USER, "console", false).await;
     console.publish("eoc/v1/alerts", earthquake("eq-1").to_string()).await;
 
     // Whichever team was sent, its own topic carries the assigned task.
@@ -117,9 +118,13 @@ async fn a_dispatched_team_gets_its_task_and_acknowledges_it_over_mqtt() {
     assert_eq!((task["team_id"].as_str(), task["state"].as_str()), (Some(team), Some("assigned")), "{task}");
     let task_id = task["task_id"].as_str().unwrap().to_owned();
 
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     ws.next().await;
-    phones[phone].publish(&format!("eoc/v1/tasks/{task_id}/ack"), message(json!({})).to_string()).await;
+    // A phone acknowledges on its own team's topic (the ACL lets a
+    // responder publish nowhere else).
+    phones[phone]
+        .publish(&format!("eoc/v1/teams/{team}/tasks/{task_id}/ack"), message(json!({})).to_string())
+        .await;
     let acked = phones[phone]
         .next_where("the acknowledged task", |m| {
             m.json()["task_id"] == task_id.as_str() && m.json()["state"] == "acknowledged"
@@ -145,11 +150,11 @@ async fn a_dispatched_team_gets_its_task_and_acknowledges_it_over_mqtt() {
 /// report on `eoc/v1/errors`, change nothing, and the edge keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_reported_on_the_errors_topic_and_change_nothing() {
-    let broker = Mosquitto::start(&[]).unwrap();
     let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &[]).unwrap();
     let server = start(&broker, &dir).await;
     let before = server.state().await;
-    let mut console = Client::connect(&broker, OPERATOR_USER, "console", false).await;
+    let mut console = Client::connect(&broker, CONSOLE_USER, "console", false).await;
     console.subscribe("eoc/v1/errors").await;
 
     console.publish("eoc/v1/teams/t-1/position", "{\"v\":1,\"id\":\"bad-1\",").await;
@@ -183,7 +188,7 @@ async fn bad_messages_are_reported_on_the_errors_topic_and_change_nothing() {
     console
         .publish("eoc/v1/teams/t-1/position", message(json!({"lat": 38.62, "lon": 68.8})).to_string())
         .await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     ws.until(|f| f["type"] == "team" && f["lat"] == 38.62).await;
     server.stop().await;
 }
@@ -194,10 +199,10 @@ async fn bad_messages_are_reported_on_the_errors_topic_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_no_acknowledged_message() {
     const N: usize = 150;
-    let mut broker = Mosquitto::start(&["t-1"]).unwrap();
     let dir = data_dir();
+    let mut broker = Mosquitto::start(dir.path(), &["t-1"]).unwrap();
     let server = start(&broker, &dir).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     ws.next().await;
     let mut phone = Client::connect(&broker, "t-1", "phone-t-1", true).await;
     let t0 = chrono::Utc::now() - chrono::Duration::seconds(N as i64 + 10);
@@ -242,12 +247,13 @@ async fn a_broker_restart_mid_stream_loses_no_acknowledged_message() {
 /// broker restart (SIGTERM saves the database, the restart loads it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_keeps_queued_messages_across_a_restart() {
-    let mut broker = Mosquitto::start(&[]).unwrap();
+    let dir = data_dir();
+    let mut broker = Mosquitto::start(dir.path(), &[]).unwrap();
     {
         let mut server = Client::connect(&broker, SERVER_USER, "eoc-server-test", true).await;
         server.subscribe("eoc/v1/alerts").await;
     }
-    let mut console = Client::connect(&broker, OPERATOR_USER, "console", false).await;
+    let mut console = Client::connect(&broker, CONSOLE_USER, "console", false).await;
     console.publish("eoc/v1/alerts", "queued").await;
     console.next_puback().await;
     broker.restart().unwrap();

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use eoc_server::auth::Role;
 use eoc_tests::mosquitto::{Client, Mosquitto, mqtt_config, phone_world, wait_mqtt_connected};
 use eoc_tests::{Server, Ws, data_dir, test_config};
 use serde_json::{Value, json};
@@ -51,10 +52,10 @@ fn close(a: &Value, b: f64) -> bool {
 /// broker's lwt marks it offline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owntracks_over_mqtt_moves_the_mapped_team_and_receives_waypoints() {
-    let broker = Mosquitto::start(&["jane"]).unwrap();
+    let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &["jane@t-1"]).unwrap();
     let mut jane = Client::connect(&broker, "jane", "jane-phone", true).await;
     jane.subscribe("owntracks/jane/phone/cmd").await;
-    let dir = data_dir();
     let server = Server::start_with(mqtt_config(&broker, dir.path()), phone_world()).await;
     wait_mqtt_connected(&server).await;
 
@@ -75,7 +76,7 @@ async fn owntracks_over_mqtt_moves_the_mapped_team_and_receives_waypoints() {
     assert_eq!(w["rad"], 150);
     assert!(w["desc"].as_str().unwrap().starts_with("Site "));
 
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     ws.next().await;
     let tst = chrono::Utc::now().timestamp() - 30;
     let location = json!({"_type": "location", "lat": 38.611, "lon": 68.822, "tst": tst, "acc": 12, "batt": 64, "vel": 36, "tid": "jp"});
@@ -92,7 +93,7 @@ async fn owntracks_over_mqtt_moves_the_mapped_team_and_receives_waypoints() {
     assert!(close(&t["lat"], 38.5701), "{t}");
 
     // A site closes: the phone's geofences are replaced without it.
-    let console = Client::connect(&broker, eoc_tests::mosquitto::OPERATOR_USER, "console", false).await;
+    let console = Client::connect(&broker, eoc_tests::mosquitto::CONSOLE_USER, "console", false).await;
     console
         .publish("eoc/v1/sites/s-2/capacity", eoc_tests::message(json!({"status": "closed"})).to_string())
         .await;
@@ -109,11 +110,11 @@ async fn owntracks_over_mqtt_moves_the_mapped_team_and_receives_waypoints() {
 /// errors topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_owntracks_device_is_reported() {
-    let broker = Mosquitto::start(&["stranger"]).unwrap();
     let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &["stranger"]).unwrap();
     let server = Server::start_with(mqtt_config(&broker, dir.path()), phone_world()).await;
     wait_mqtt_connected(&server).await;
-    let mut console = Client::connect(&broker, eoc_tests::mosquitto::OPERATOR_USER, "console", false).await;
+    let mut console = Client::connect(&broker, eoc_tests::mosquitto::CONSOLE_USER, "console", false).await;
     console.subscribe("eoc/v1/errors").await;
     let stranger = Client::connect(&broker, "stranger", "stranger-phone", false).await;
     let tst = chrono::Utc::now().timestamp();
@@ -132,13 +133,23 @@ async fn an_unknown_owntracks_device_is_reported() {
     server.stop().await;
 }
 
+/// `Authorization: Basic` of `user` and `token`.
+fn basic(user: &str, token: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}")))
+}
+
 /// OwnTracks HTTP mode: the device from the Recorder headers or from Basic
-/// auth plus `tid`; `[]` after the durable submit.
+/// auth plus `tid`; `[]` after the durable submit. Every post carries the
+/// user's name and token; a phone reports only as its own user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owntracks_http_mode_moves_the_mapped_team() {
     let dir = data_dir();
     let server = Server::start_with(test_config(dir.path()), phone_world()).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let jane = basic("jane", &server.user("jane", Role::Responder, Some("t-1"), &[]));
+    let omar = basic("omar", &server.user("omar", Role::Responder, Some("t-2"), &[]));
+    let ghost = basic("ghost", &server.user("ghost", Role::Responder, Some("t-9"), &[]));
+    let mut ws = server.ws().await;
     ws.next().await;
     let tst = chrono::Utc::now().timestamp() - 60;
     let body =
@@ -148,7 +159,12 @@ async fn owntracks_http_mode_moves_the_mapped_team() {
         server.addr,
         "POST",
         "/owntracks",
-        &[("Content-Type", "application/json"), ("X-Limit-U", "jane"), ("X-Limit-D", "phone")],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Limit-U", "jane"),
+            ("X-Limit-D", "phone"),
+            ("Authorization", &jane),
+        ],
         body.as_bytes(),
     )
     .await;
@@ -159,12 +175,11 @@ async fn owntracks_http_mode_moves_the_mapped_team() {
     // Basic auth user `omar` + tid `tab` → device omar/tab → team t-2.
     let body =
         json!({"_type": "location", "lat": 38.602, "lon": 68.802, "tst": tst, "tid": "tab"}).to_string();
-    let auth = "Basic b21hcjpzZWNyZXQ="; // omar:secret
     let (status, _) = request(
         server.addr,
         "POST",
         "/owntracks",
-        &[("Content-Type", "application/json"), ("Authorization", auth)],
+        &[("Content-Type", "application/json"), ("Authorization", &omar)],
         body.as_bytes(),
     )
     .await;
@@ -172,16 +187,36 @@ async fn owntracks_http_mode_moves_the_mapped_team() {
     let t = team_delta(&mut ws, "t-2").await;
     assert!(close(&t["lat"], 38.602), "{t}");
 
+    // A user whose device is not mapped and whose team does not exist.
     let (status, answer) = request(
         server.addr,
         "POST",
         "/owntracks",
-        &[("X-Limit-U", "nobody"), ("X-Limit-D", "phone")],
+        &[("X-Limit-U", "ghost"), ("X-Limit-D", "phone"), ("Authorization", &ghost)],
         body.as_bytes(),
     )
     .await;
     assert_eq!(status, 404, "{answer}");
     assert!(answer.contains("unknown_device"), "{answer}");
+
+    // Jane cannot report as Omar, nobody reports without a token, and a
+    // token belongs to its own user only.
+    let as_omar = [("X-Limit-U", "omar"), ("X-Limit-D", "tab"), ("Authorization", jane.as_str())];
+    let (status, answer) = request(server.addr, "POST", "/owntracks", &as_omar, body.as_bytes()).await;
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = request(
+        server.addr,
+        "POST",
+        "/owntracks",
+        &[("X-Limit-U", "jane"), ("X-Limit-D", "phone")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    let borrowed = basic("omar", jane.trim_start_matches("Basic "));
+    let (status, _) =
+        request(server.addr, "POST", "/owntracks", &[("Authorization", &borrowed)], body.as_bytes()).await;
+    assert_eq!(status, 401);
     server.stop().await;
 }
 
@@ -192,7 +227,9 @@ async fn owntracks_http_mode_moves_the_mapped_team() {
 async fn osmand_query_form_and_json_move_the_mapped_team() {
     let dir = data_dir();
     let server = Server::start_with(test_config(dir.path()), phone_world()).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let phone = basic("traccar-1", &server.user("traccar-1", Role::Responder, Some("t-1"), &[]));
+    let auth = [("Authorization", phone.as_str())];
+    let mut ws = server.ws().await;
     ws.next().await;
     let ts = chrono::Utc::now().timestamp() - 120;
 
@@ -200,6 +237,8 @@ async fn osmand_query_form_and_json_move_the_mapped_team() {
         "/osmand?id=48241179&timestamp={ts}&lat=38.591&lon=68.791&speed=10&bearing=90&accuracy=7&batt=81"
     );
     let (status, _) = request(server.addr, "GET", &target, &[], b"").await;
+    assert_eq!(status, 401, "a report without credentials is refused");
+    let (status, _) = request(server.addr, "GET", &target, &auth, b"").await;
     assert_eq!(status, 200);
     let t = team_delta(&mut ws, "t-1").await;
     assert!(close(&t["lat"], 38.591), "{t}");
@@ -212,7 +251,7 @@ async fn osmand_query_form_and_json_move_the_mapped_team() {
         server.addr,
         "POST",
         "/osmand",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &[("Content-Type", "application/x-www-form-urlencoded"), auth[0]],
         form.as_bytes(),
     )
     .await;
@@ -230,7 +269,7 @@ async fn osmand_query_form_and_json_move_the_mapped_team() {
         server.addr,
         "POST",
         "/osmand",
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), auth[0]],
         body.to_string().as_bytes(),
     )
     .await;
@@ -241,23 +280,37 @@ async fn osmand_query_form_and_json_move_the_mapped_team() {
 
     // No coordinates: battery and last seen only; the team stays put.
     let (status, _) =
-        request(server.addr, "GET", &format!("/osmand?id=48241179&timestamp={}&batt=40", ts + 3), &[], b"")
+        request(server.addr, "GET", &format!("/osmand?id=48241179&timestamp={}&batt=40", ts + 3), &auth, b"")
             .await;
     assert_eq!(status, 200);
     let t = team_delta(&mut ws, "t-1").await;
     assert!(close(&t["lat"], 38.593) && close(&t["battery_pct"], 40.0), "{t}");
 
-    let (status, _) = request(server.addr, "GET", "/osmand?id=nope&lat=38.5&lon=68.7", &[], b"").await;
+    // An unmapped device of a user with no team (an operator relaying).
+    let relay = basic("relay", &server.user("relay", Role::Operator, None, &[]));
+    let relay = [("Authorization", relay.as_str())];
+    let (status, _) = request(server.addr, "GET", "/osmand?id=nope&lat=38.5&lon=68.7", &relay, b"").await;
     assert_eq!(status, 400, "unknown device over query");
     let body = json!({"device_id": "nope", "location": {"coords": {"latitude": 38.5, "longitude": 68.7}}});
     let (status, _) = request(
         server.addr,
         "POST",
         "/osmand",
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), relay[0]],
         body.to_string().as_bytes(),
     )
     .await;
     assert_eq!(status, 404, "unknown device over json");
+
+    // A responder's phone cannot move another team: device 55501 is t-2's.
+    let (status, _) = request(
+        server.addr,
+        "GET",
+        &format!("/osmand?id=55501&timestamp={}&lat=38.5&lon=68.7", ts + 4),
+        &auth,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 403, "t-1's phone reporting t-2's device");
     server.stop().await;
 }

@@ -1,13 +1,13 @@
 //! The WebSocket edge: inbound messages, acks, errors, lagging clients.
 
-use eoc_tests::{Server, Ws, data_dir, earthquake, message, test_config};
+use eoc_tests::{Server, data_dir, earthquake, message, test_config};
 use serde_json::json;
 
 #[tokio::test]
 async fn inbound_messages_get_an_ack_or_a_specific_error() {
     let dir = data_dir();
     let server = Server::start(test_config(dir.path())).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     assert_eq!(ws.next().await["type"], "snapshot");
 
     let pos = message(json!({"type": "team_position", "team_id": "t-1", "lat": 38.53, "lon": 68.73}));
@@ -51,7 +51,7 @@ async fn a_lagging_client_gets_a_fresh_snapshot() {
     // this client waits for its own acknowledgement.
     config.http.fanout_frames = 2;
     let server = Server::start(config).await;
-    let mut ws = Ws::connect(server.addr).await;
+    let mut ws = server.ws().await;
     let first = ws.next().await;
     assert_eq!(first["type"], "snapshot");
 

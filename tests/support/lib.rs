@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use eoc_protocol::types::{SiteKind, SiteStatus, Skill, TeamStatus};
+use eoc_server::auth::Role;
+use eoc_server::auth::store::{NewUser, UserStore};
 use eoc_server::config::Config;
 use eoc_server::core::geo::LatLon;
 use eoc_server::core::world::{Places, Site, Team, Village, World};
@@ -87,10 +89,35 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+/// The chair every test server has (its token is [`Server::token`]).
+pub const TEST_CHAIR: &str = "test-chair";
+
+/// Adds user `name` to the store in `data_dir` (or gives it a new token if
+/// it exists) and returns its token, as `eoc-server user add` does.
+pub fn user_token(data_dir: &Path, name: &str, role: Role, team: Option<&str>, sites: &[&str]) -> String {
+    let mut store = UserStore::open(data_dir).unwrap();
+    if store.get(name).unwrap().is_some() {
+        return store.rotate(name).unwrap();
+    }
+    store
+        .add(&NewUser {
+            name: name.to_owned(),
+            role,
+            team: team.map(str::to_owned),
+            sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+        })
+        .unwrap()
+}
+
 /// A server started in-process by `run_with_world`.
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The token of [`TEST_CHAIR`], which [`Server::get`], [`Server::post`]
+    /// and [`Server::ws`] use.
+    pub token: String,
     /// Cancel to shut it down.
     pub shutdown: CancellationToken,
     /// The server's result.
@@ -106,6 +133,8 @@ impl Server {
 
     /// Starts a server on `world`.
     pub async fn start_with(config: Config, world: World) -> Server {
+        let data_dir = config.data_dir.clone();
+        let token = user_token(&data_dir, TEST_CHAIR, Role::Chair, None, &[]);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -116,7 +145,7 @@ impl Server {
             eoc_server::Listeners { http: listener },
             shutdown.clone(),
         ));
-        let server = Server { addr, shutdown, handle };
+        let server = Server { addr, data_dir, token, shutdown, handle };
         server.wait_ready().await;
         server
     }
@@ -132,19 +161,46 @@ impl Server {
         tokio::time::timeout(WAIT, &mut self.handle).await.unwrap().unwrap().unwrap();
     }
 
-    /// `GET path` → status and JSON.
+    /// `GET path` as the test chair → status and JSON.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        http(self.addr, "GET", path, None, &[]).await
+        self.get_as(&self.token, path).await
     }
 
-    /// `POST path` with a JSON body → status and JSON.
+    /// `POST path` with a JSON body as the test chair → status and JSON.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        http(self.addr, "POST", path, Some(body.to_string().as_bytes()), &[]).await
+        self.post_as(&self.token, path, body).await
+    }
+
+    /// `GET path` with `token`.
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        http(self.addr, "GET", path, None, &[("Authorization", &auth)]).await
+    }
+
+    /// `POST path` with a JSON body and `token`.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        http(self.addr, "POST", path, Some(body.to_string().as_bytes()), &[("Authorization", &auth)]).await
+    }
+
+    /// A user of this server's store with a fresh token.
+    pub fn user(&self, name: &str, role: Role, team: Option<&str>, sites: &[&str]) -> String {
+        user_token(&self.data_dir, name, role, team, sites)
+    }
+
+    /// The `Authorization` header value of the test chair.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// A WebSocket client signed in as the test chair.
+    pub async fn ws(&self) -> Ws {
+        Ws::connect(self.addr, &self.token).await
     }
 
     /// The snapshot a new WebSocket client receives, without `server_ts_ms`.
     pub async fn state(&self) -> Value {
-        let mut ws = Ws::connect(self.addr).await;
+        let mut ws = self.ws().await;
         let snap = ws.next().await;
         ws.close().await;
         strip_time(snap)
@@ -273,10 +329,27 @@ pub struct Ws {
 }
 
 impl Ws {
-    /// Connects to `/ws`.
-    pub async fn connect(addr: SocketAddr) -> Ws {
-        let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    /// Connects to `/ws` with `token` (as a browser does, in the query).
+    pub async fn connect(addr: SocketAddr, token: &str) -> Ws {
+        let (stream, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}")).await.unwrap();
         Ws { stream }
+    }
+
+    /// The next frame of any kind, or `None` once the connection ended;
+    /// fails after [`WAIT`].
+    pub async fn next_raw(&mut self) -> Option<Message> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(m)) => return Some(m),
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .expect("no websocket frame in time")
     }
 
     /// The next text frame as JSON (pings skipped); fails after [`WAIT`].

@@ -1,10 +1,11 @@
 //! A real mosquitto broker for tests, started from the project's own
-//! `config/mosquitto/eoc.conf` and `acl`, and an MQTT client to talk to it.
+//! `config/mosquitto/eoc.conf` and the ACL eoc generates, and an MQTT
+//! client to talk to it.
 //!
 //! [`Mosquitto::start`] copies `eoc.conf` into a temporary directory,
 //! rewriting only what must differ in a test: the listener (a free port on
-//! loopback), the password file (generated with `mosquitto_passwd` for the
-//! users asked for), the ACL path (the project's file, unchanged), the
+//! loopback), the password file and ACL paths (the files the user store of
+//! the server's data directory generates, as in a deployment), the
 //! persistence directory and the log destination. Everything else —
 //! authentication, persistence, queue and packet limits — is what a
 //! deployment runs. The broker is killed when the value is dropped.
@@ -16,7 +17,7 @@
 // Test support: a panic here is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,15 +25,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use eoc_server::auth::Role;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 
-/// Password of every user of a test broker.
-pub const PASSWORD: &str = "test-password";
-/// The eoc server's own user (full access in the ACL).
-pub const SERVER_USER: &str = "eoc-server";
-/// The EOC consoles' user (`eoc/v1/#` in the ACL).
-pub const OPERATOR_USER: &str = "eoc-operator";
+/// The eoc server's own broker account (full access in the ACL).
+pub const SERVER_USER: &str = eoc_server::auth::store::SERVER_ACCOUNT;
+/// An EOC console: a chair (issues alerts, acts on every team and site).
+pub const CONSOLE_USER: &str = "console";
 
 /// How long the broker may take to open its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,41 +49,74 @@ pub struct Mosquitto {
     conf: PathBuf,
     log: PathBuf,
     dir: tempfile::TempDir,
+    passwords: HashMap<String, String>,
+}
+
+/// Adds a user described by `spec` to the store in `data_dir` and returns
+/// its name and token: `t-1` is a responder of team `t-1`, `jane@t-2` a
+/// responder `jane` of team `t-2`, `m#s-1` a site manager of site `s-1`,
+/// `v!viewer` a user with that role and no binding.
+pub fn add_user(data_dir: &Path, spec: &str) -> (String, String) {
+    let (name, role, team, site) = if let Some((n, t)) = spec.split_once('@') {
+        (n, Role::Responder, Some(t), None)
+    } else if let Some((n, s)) = spec.split_once('#') {
+        (n, Role::SiteManager, None, Some(s))
+    } else if let Some((n, r)) = spec.split_once('!') {
+        (n, Role::parse(r).expect("a role"), None, None)
+    } else {
+        (spec, Role::Responder, Some(spec), None)
+    };
+    let sites: Vec<&str> = site.into_iter().collect();
+    (name.to_owned(), crate::user_token(data_dir, name, role, team, &sites))
 }
 
 impl Mosquitto {
-    /// Starts a broker from the project's `eoc.conf` with users
-    /// [`SERVER_USER`], [`OPERATOR_USER`] and `users`, all with [`PASSWORD`].
-    pub fn start(users: &[&str]) -> anyhow::Result<Mosquitto> {
+    /// Starts a broker from the project's `eoc.conf` with the password
+    /// file and ACL that the user store in `data_dir` generates (as a
+    /// deployment does), after adding [`CONSOLE_USER`] and `users` (specs
+    /// of [`add_user`]) to it. [`SERVER_USER`]'s password is the one the
+    /// store made for the server.
+    pub fn start(data_dir: &Path, users: &[&str]) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir().context("creating the broker's directory")?;
         let port = free_port()?;
-        let passwd = dir.path().join("passwd");
-        let mut all = vec![SERVER_USER, OPERATOR_USER];
-        all.extend_from_slice(users);
-        for (i, user) in all.iter().enumerate() {
-            let mut cmd = Command::new("mosquitto_passwd");
-            if i == 0 {
-                cmd.arg("-c");
-            }
-            let status = cmd
-                .arg("-b")
-                .arg(&passwd)
-                .arg(user)
-                .arg(PASSWORD)
-                .stdout(Stdio::null())
-                .status()
-                .context("running mosquitto_passwd (install mosquitto: .ci/install-deps)")?;
-            ensure!(status.success(), "mosquitto_passwd failed for user {user}");
+        let mut passwords = HashMap::new();
+        for spec in std::iter::once(&"console!chair").chain(users) {
+            let (name, token) = add_user(data_dir, spec);
+            passwords.insert(name, token);
         }
+        let broker_dir = data_dir.join(eoc_server::auth::store::BROKER_DIR);
+        let secret = fs::read_to_string(broker_dir.join(eoc_server::auth::store::SERVER_SECRET_FILE))?;
+        passwords.insert(SERVER_USER.to_owned(), secret.trim().to_owned());
         let data = dir.path().join("data");
         fs::create_dir_all(&data)?;
         let log = dir.path().join("mosquitto.log");
         let conf = dir.path().join("eoc.conf");
-        let text = test_conf(port, &passwd, &data, &log)?;
+        let text = test_conf(port, &broker_dir.join("passwd"), &broker_dir.join("acl"), &data, &log)?;
         fs::write(&conf, text)?;
-        let mut broker = Mosquitto { child: None, port, conf, log, dir };
+        let mut broker = Mosquitto { child: None, port, conf, log, dir, passwords };
         broker.spawn()?;
         Ok(broker)
+    }
+
+    /// The password (token) of `user`.
+    pub fn password(&self, user: &str) -> String {
+        self.passwords.get(user).cloned().unwrap_or_else(|| panic!("no broker user {user}"))
+    }
+
+    /// Makes the broker read its password file and ACL again (SIGHUP), as
+    /// an administrator does after `eoc-server user …`, and waits until its
+    /// log says so.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the broker is not running")?;
+        let before = self.log_text().matches("Reloading config").count();
+        let status = Command::new("kill").arg("-HUP").arg(child.id().to_string()).status()?;
+        ensure!(status.success(), "kill -HUP failed");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.log_text().matches("Reloading config").count() <= before {
+            ensure!(Instant::now() < deadline, "mosquitto did not reload:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -180,10 +213,9 @@ fn current_user() -> anyhow::Result<String> {
 /// The project's `eoc.conf` with the port, paths and log destination of a
 /// test. Fails if a line it must rewrite is missing, so the harness and the
 /// deployed file cannot drift apart silently.
-fn test_conf(port: u16, passwd: &Path, data: &Path, log: &Path) -> anyhow::Result<String> {
+fn test_conf(port: u16, passwd: &Path, acl: &Path, data: &Path, log: &Path) -> anyhow::Result<String> {
     let source = config_dir().join("eoc.conf");
     let text = fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
-    let acl = config_dir().join("acl").canonicalize().context("finding config/mosquitto/acl")?;
     let mut out = String::new();
     let mut rewritten = HashSet::new();
     for line in text.lines() {
@@ -246,12 +278,12 @@ pub struct Client {
 pub const WAIT: Duration = Duration::from_secs(10);
 
 impl Client {
-    /// Connects as `user` (password [`PASSWORD`]) with `client_id`;
+    /// Connects as `user` (with its token as password) with `client_id`;
     /// `persistent` asks for a persistent session (clean_session=false).
     /// Returns once the broker accepted the connection.
     pub async fn connect(broker: &Mosquitto, user: &str, client_id: &str, persistent: bool) -> Client {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port());
-        options.set_credentials(user, PASSWORD);
+        options.set_credentials(user, broker.password(user));
         options.set_clean_session(!persistent);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
@@ -378,24 +410,24 @@ async fn drive(
 }
 
 /// The small world with phones mapped to teams: `t-1` carries OwnTracks
-/// `jane/phone` and OsmAnd `48241179`, `t-2` OwnTracks `omar/tab`.
+/// `jane/phone` and OsmAnd `48241179`, `t-2` OwnTracks `omar/tab` and
+/// OsmAnd `55501`.
 pub fn phone_world() -> eoc_server::core::world::World {
     let w = crate::small_world();
     let mut teams = w.teams().to_vec();
     teams[0].devices.extend(["owntracks:jane/phone".to_owned(), "osmand:48241179".to_owned()]);
-    teams[1].devices.push("owntracks:omar/tab".to_owned());
+    teams[1].devices.extend(["owntracks:omar/tab".to_owned(), "osmand:55501".to_owned()]);
     eoc_server::core::world::World::new(w.places.clone(), w.villages().to_vec(), w.sites().to_vec(), teams)
         .expect("phone world")
 }
 
-/// A test configuration whose MQTT edge connects to `broker` as
-/// [`SERVER_USER`].
+/// A test configuration whose MQTT edge connects to `broker`; with no
+/// credentials configured the server uses its own account from the user
+/// store in `data_dir` ([`SERVER_USER`]), as a deployment does.
 pub fn mqtt_config(broker: &Mosquitto, data_dir: &Path) -> eoc_server::config::Config {
     let mut config = crate::test_config(data_dir);
     config.mqtt.enabled = true;
     config.mqtt.url = broker.url();
-    config.mqtt.username = Some(SERVER_USER.to_owned());
-    config.mqtt.password = Some(PASSWORD.to_owned());
     config.mqtt.keep_alive_s = 5;
     config
 }

@@ -102,6 +102,19 @@ fn engine() -> Engine {
     Engine::new(world(), EngineConfig::default())
 }
 
+/// The engine on this module's world, for other modules' tests.
+pub(crate) fn small_engine() -> Engine {
+    engine()
+}
+
+/// An observed earthquake alert at the epicentre, applied at [`T0`].
+pub(crate) fn quake_cmd(alert_id: &str, magnitude: f64) -> Command {
+    quake(&format!("m-{alert_id}"), alert_id, AlertStatus::Actual, magnitude)
+}
+
+/// The time every command of these tests is applied at.
+pub(crate) const NOW_MS: i64 = T0;
+
 fn snapshot_json(e: &Engine) -> String {
     serde_json::to_string(&e.snapshot(0, T0)).unwrap()
 }

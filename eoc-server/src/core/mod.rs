@@ -10,4 +10,4 @@ pub mod synthetic;
 pub mod world;
 
 #[cfg(test)]
-mod engine_tests;
+pub(crate) mod engine_tests;

@@ -7,14 +7,36 @@ use eoc_protocol::messages::{AlertMsg, SiteCapacityMsg, TaskUpdateMsg, TeamPosit
 use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems, Validate, parse};
 use serde::de::DeserializeOwned;
 
+use crate::auth::{Principal, Role};
 use crate::bus::{Edge, Submission};
 use crate::core::engine::Command;
 
-/// The identity recorded for commands from eoc's MQTT topics. The broker
-/// authenticates the publisher, but MQTT does not tell a subscriber who
-/// published; the ACL (config/mosquitto/acl) is what pins a responder to
-/// its own team's topics until messages carry a verifiable identity.
+/// Placeholder `by` of submissions built here; [`crate::access::Access::submit`]
+/// replaces it with the topic's identity ([`principal_of`]).
 pub const MQTT_IDENTITY: &str = "mqtt";
+
+/// The identity a topic proves. The broker authenticates every publisher
+/// and its ACL (generated from the user store, `DATA/mosquitto/acl`) pins
+/// each one to its topics, but MQTT does not tell a subscriber who
+/// published. So the identity is the topic's scope, the least power that
+/// may publish there: a team's topics speak for that team's responder, a
+/// site's for its manager, `alerts` for a chair, `tasks/+/ack` for an
+/// operator. The rule book then checks the message against it (a team
+/// topic cannot move another team). OwnTracks topics name their user
+/// (`owntracks/%u/…` in the ACL): that user's record is used instead.
+pub fn principal_of(route: Route<'_>) -> Option<Principal> {
+    Some(match route {
+        Route::Alerts | Route::AlertsCap => Principal::new("mqtt:chair", Role::Chair),
+        Route::TeamPosition(team) | Route::TeamStatus(team) | Route::TeamTaskAck { team, .. } => {
+            Principal::responder(format!("mqtt:team:{team}"), team)
+        }
+        Route::SiteCapacity(site) => {
+            Principal::site_manager(format!("mqtt:site:{site}"), vec![site.to_owned()])
+        }
+        Route::TaskAck(_) => Principal::new("mqtt:operator", Role::Operator),
+        Route::OwnTracks { .. } | Route::OwnTracksEvent { .. } => return None,
+    })
+}
 
 /// What an inbound topic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +51,15 @@ pub enum Route<'a> {
     TeamStatus(&'a str),
     /// `{prefix}/sites/{site_id}/capacity`.
     SiteCapacity(&'a str),
-    /// `{prefix}/tasks/{task_id}/ack`.
+    /// `{prefix}/tasks/{task_id}/ack` (operators).
     TaskAck(&'a str),
+    /// `{prefix}/teams/{team_id}/tasks/{task_id}/ack` (the team's responders).
+    TeamTaskAck {
+        /// The team.
+        team: &'a str,
+        /// The task.
+        task: &'a str,
+    },
     /// `owntracks/{user}/{device}`: location, lwt (and other OwnTracks types).
     OwnTracks {
         /// OwnTracks user.
@@ -56,6 +85,7 @@ pub fn filters(prefix: &str, owntracks: bool) -> Vec<String> {
         format!("{prefix}/teams/+/status"),
         format!("{prefix}/sites/+/capacity"),
         format!("{prefix}/tasks/+/ack"),
+        format!("{prefix}/teams/+/tasks/+/ack"),
     ];
     if owntracks {
         out.push("owntracks/+/+".to_owned());
@@ -76,6 +106,9 @@ pub fn route<'a>(prefix: &str, topic: &'a str) -> Option<Route<'a>> {
             ["teams", id, "status"] if !id.is_empty() => Some(Route::TeamStatus(id)),
             ["sites", id, "capacity"] if !id.is_empty() => Some(Route::SiteCapacity(id)),
             ["tasks", id, "ack"] if !id.is_empty() => Some(Route::TaskAck(id)),
+            ["teams", team, "tasks", task, "ack"] if !team.is_empty() && !task.is_empty() => {
+                Some(Route::TeamTaskAck { team, task })
+            }
             _ => None,
         };
     }
@@ -176,7 +209,7 @@ pub fn eoc_submission(route: Route<'_>, payload: &[u8], now: DateTime<Utc>) -> R
                 .map_err(|p| Rejection { id: Some(id.clone()), problems: p })?;
             (Command::SiteCapacity(m), id)
         }
-        Route::TaskAck(task) => {
+        Route::TaskAck(task) | Route::TeamTaskAck { task, .. } => {
             let mut m: TaskUpdateMsg = parse_msg(payload, now)?;
             let id = m.envelope.id.clone();
             fill_id(&mut m.task_id, "task_id", task)
@@ -228,13 +261,35 @@ mod tests {
     }
 
     #[test]
+    fn topics_prove_the_least_power_that_may_publish_there() {
+        let who = |topic| principal_of(route("eoc/v1", topic).unwrap());
+        let team = who("eoc/v1/teams/t-1/position").unwrap();
+        assert_eq!(
+            (team.role, team.team.as_deref(), team.name.as_str()),
+            (Role::Responder, Some("t-1"), "mqtt:team:t-1")
+        );
+        let ack = who("eoc/v1/teams/t-1/tasks/task-1/ack").unwrap();
+        assert_eq!(ack.team.as_deref(), Some("t-1"));
+        let site = who("eoc/v1/sites/s-1/capacity").unwrap();
+        assert_eq!((site.role, site.sites.clone()), (Role::SiteManager, vec!["s-1".to_owned()]));
+        assert_eq!(who("eoc/v1/alerts").unwrap().role, Role::Chair);
+        assert_eq!(who("eoc/v1/tasks/task-1/ack").unwrap().role, Role::Operator);
+        assert_eq!(who("owntracks/u/d"), None);
+    }
+
+    #[test]
     fn a_custom_prefix_is_honoured_in_routes_and_filters() {
         assert_eq!(route("tj/eoc", "tj/eoc/teams/t/status"), Some(Route::TeamStatus("t")));
         assert_eq!(route("tj/eoc", "eoc/v1/teams/t/status"), None);
         let f = filters("tj/eoc", false);
         assert!(f.contains(&"tj/eoc/sites/+/capacity".to_owned()));
         assert!(!f.iter().any(|f| f.starts_with("owntracks")));
-        assert_eq!(filters("eoc/v1", true).len(), 8);
+        assert_eq!(filters("eoc/v1", true).len(), 9);
+        assert_eq!(
+            route("eoc/v1", "eoc/v1/teams/t-1/tasks/task-3/ack"),
+            Some(Route::TeamTaskAck { team: "t-1", task: "task-3" })
+        );
+        assert_eq!(route("eoc/v1", "eoc/v1/teams/t-1/tasks//ack"), None);
         assert!(filters("eoc/v1", false).contains(&"eoc/v1/alerts/cap".to_owned()));
     }
 

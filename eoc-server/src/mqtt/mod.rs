@@ -47,6 +47,7 @@ use std::time::Duration;
 use chrono::Utc;
 use eoc_protocol::delta::Delta;
 use eoc_protocol::types::SiteStatus;
+use eoc_protocol::validate::Problems;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
     SubscribeReasonCode, TlsConfiguration, Transport,
@@ -56,7 +57,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::bus::{Bus, MqttState, Published, Submission, SubmitError};
+use crate::access::Access;
+use crate::bus::{Bus, Edge, MqttState, Published, Submission, SubmitError};
 use crate::config::{MqttConfig, PhonesConfig};
 use inbound::{Rejection, Route};
 use outbound::Outgoing;
@@ -214,6 +216,7 @@ struct Pending {
 /// What the lanes share.
 struct Ctx {
     bus: Bus,
+    access: Arc<Access>,
     prefix: String,
 }
 
@@ -225,6 +228,7 @@ pub fn spawn(
     config: &MqttConfig,
     phones: &PhonesConfig,
     bus: Bus,
+    access: Arc<Access>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<(), MqttError> {
@@ -237,7 +241,7 @@ pub fn spawn(
     bus.readiness().set_mqtt(MqttState::Disconnected, Some("connecting".to_owned()));
     let link = Arc::new(Link::default());
     let waypoints_due = Arc::new(Notify::new());
-    let ctx = Arc::new(Ctx { bus: bus.clone(), prefix: config.topic_prefix.clone() });
+    let ctx = Arc::new(Ctx { bus: bus.clone(), access, prefix: config.topic_prefix.clone() });
 
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let acker =
@@ -420,23 +424,57 @@ async fn lane(ctx: Arc<Ctx>, mut jobs_rx: mpsc::Receiver<Job>) {
 async fn process(ctx: &Ctx, publish: &Publish) -> Outcome {
     let now = Utc::now();
     let topic = publish.topic.as_str();
-    let submissions: Result<Vec<Submission>, Rejection> = match inbound::route(&ctx.prefix, topic) {
+    let route = inbound::route(&ctx.prefix, topic);
+    // Who speaks: the topic's scope, or the OwnTracks user the topic names.
+    let who = match route {
+        None => None,
+        Some(Route::OwnTracks { user, .. } | Route::OwnTracksEvent { user, .. }) => {
+            match ctx.access.verifier.user(user) {
+                Ok(who) => Some(who),
+                Err(err) => {
+                    let mut p = Problems::default();
+                    p.push(crate::access::UNAUTHENTICATED, "topic", format!("owntracks user {user}: {err}"));
+                    ctx.access.refuse(None, Edge::OwnTracks, topic, &p);
+                    return Outcome::Rejected(Rejection { id: None, problems: p });
+                }
+            }
+        }
+        Some(r) => inbound::principal_of(r).map(Arc::new),
+    };
+    let submissions: Result<Vec<Submission>, Rejection> = match route {
         None => {
             Err(Rejection::one(None, "unknown_topic", "", format!("eoc does not take messages on {topic}")))
         }
         Some(Route::OwnTracks { user, device }) | Some(Route::OwnTracksEvent { user, device }) => {
-            crate::phones::owntracks::submissions(&ctx.bus, user, device, &publish.payload, now)
+            let team = who.as_ref().and_then(|w| w.team.as_deref());
+            crate::phones::owntracks::submissions(&ctx.bus, user, device, team, &publish.payload, now)
         }
         Some(Route::AlertsCap) => crate::cap_api::mqtt_submissions(&ctx.bus, &publish.payload, now),
         Some(route) => inbound::eoc_submission(route, &publish.payload, now).map(|s| vec![s]),
     };
     let submissions = match submissions {
         Ok(s) => s,
-        Err(r) => return Outcome::Rejected(r),
+        Err(r) => {
+            let edge = if matches!(route, Some(Route::OwnTracks { .. } | Route::OwnTracksEvent { .. })) {
+                Edge::OwnTracks
+            } else {
+                Edge::Mqtt
+            };
+            ctx.access.refuse(who.as_deref(), edge, topic, &r.problems);
+            return Outcome::Rejected(r);
+        }
+    };
+    let Some(who) = who else {
+        return Outcome::Rejected(Rejection::one(
+            None,
+            "unknown_topic",
+            "",
+            format!("no identity for {topic}"),
+        ));
     };
     for s in submissions {
         let id = s.msg_id.clone();
-        match ctx.bus.submit(s).await {
+        match ctx.access.submit(&ctx.bus, &who, s).await {
             Ok(_) => {}
             Err(SubmitError::Rejected(problems)) => return Outcome::Rejected(Rejection { id, problems }),
             Err(SubmitError::Unavailable(why)) => return Outcome::Retry(why),

@@ -18,23 +18,76 @@
 pub mod osmand;
 pub mod owntracks;
 
-use axum::Router;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use eoc_protocol::PROTOCOL_VERSION;
 use eoc_protocol::messages::{Envelope, TeamPositionMsg, TeamStatusMsg};
+use eoc_protocol::validate::Problems;
 
-use crate::bus::Bus;
+use crate::access::Access;
+use crate::auth::Principal;
+use crate::auth::verifier::AuthError;
+use crate::bus::{Bus, Edge};
 use crate::config::PhonesConfig;
 use crate::core::engine::{Command, Engine};
 use crate::core::world::TeamIdx;
 
 /// The phone routes: `POST /owntracks` and `/osmand` (any method).
-pub fn routes(bus: Bus, config: &PhonesConfig) -> Router {
-    let osmand_state = osmand::State::new(bus.clone(), config);
+pub fn routes(bus: Bus, access: Arc<Access>, config: &PhonesConfig) -> Router {
+    let osmand_state = osmand::State::new(bus.clone(), access.clone(), config);
     Router::new()
-        .route("/owntracks", post(owntracks::http).with_state(bus))
+        .route("/owntracks", post(owntracks::http).with_state((bus, access)))
         .route("/osmand", any(osmand::http).with_state(osmand_state))
+}
+
+/// `Basic` credentials of a request: user name and password.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The identity of a phone's request: HTTP Basic with the user's name and
+/// token as password (what OwnTracks and OsmAnd clients send), or a bearer
+/// token. A refusal is audited and answered with 401 and a Basic challenge.
+pub async fn authenticate(
+    access: &Access,
+    headers: &HeaderMap,
+    edge: Edge,
+    action: &str,
+) -> Result<Arc<Principal>, Response> {
+    let result = match (basic_credentials(headers), crate::api::bearer_token(headers)) {
+        (Some((user, password)), _) => access.verifier.basic(&user, &password).await,
+        (None, Some(token)) => access.verifier.bearer(&token).await,
+        (None, None) => Err(AuthError::Missing),
+    };
+    result.map_err(|err| {
+        let mut p = Problems::default();
+        p.push(crate::access::UNAUTHENTICATED, "authorization", err.to_string());
+        access.refuse(None, edge, action, &p);
+        let status = if err == AuthError::Unavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        let mut response = (status, Json(serde_json::json!({ "errors": p.errors }))).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"eoc\""));
+        response
+    })
 }
 
 /// FNV-1a, 64 bits: a stable hash (unlike std's, it never changes between

@@ -13,9 +13,15 @@
 //!   form's is m/s.
 //! - No `lat`/`lon`: the team keeps its last position; battery and last
 //!   seen are updated.
+//! - Authenticated with HTTP Basic (the eoc user name and its token as
+//!   password) or a bearer token: a responder reports only for its own
+//!   team; a device missing from the scenario's table is the responder's
+//!   team's.
 //! - **200** with an empty body once the command is durable; a refused
 //!   report gets 400 with a JSON error, an unavailable writer 503 (Traccar
 //!   Client retries any non-200).
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{RawQuery, State as AxumState};
@@ -27,6 +33,7 @@ use eoc_protocol::validate::Problems;
 use tracing::{error, warn};
 
 use super::{Fix, fix_command, msg_id, team_of_device};
+use crate::access::Access;
 use crate::bus::{Bus, Edge, Submission, SubmitError};
 use crate::config::PhonesConfig;
 
@@ -50,13 +57,14 @@ pub fn speed_unit(value: &str) -> SpeedUnit {
 #[derive(Debug, Clone)]
 pub struct State {
     bus: Bus,
+    access: Arc<Access>,
     speed_unit: SpeedUnit,
 }
 
 impl State {
     /// The handler's state for `config`.
-    pub fn new(bus: Bus, config: &PhonesConfig) -> State {
-        State { bus, speed_unit: speed_unit(&config.osmand_speed_unit) }
+    pub fn new(bus: Bus, access: Arc<Access>, config: &PhonesConfig) -> State {
+        State { bus, access, speed_unit: speed_unit(&config.osmand_speed_unit) }
     }
 }
 
@@ -86,6 +94,10 @@ pub async fn http(
     body: axum::body::Bytes,
 ) -> Response {
     let now = Utc::now();
+    let who = match super::authenticate(&state.access, &headers, Edge::OsmAnd, "osmand").await {
+        Ok(who) => who,
+        Err(response) => return response,
+    };
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -102,13 +114,15 @@ pub async fn http(
         Ok(f) => f,
         Err(problems) => {
             warn!(problems = %problems, "osmand report refused");
+            state.access.refuse(Some(&who), Edge::OsmAnd, "osmand", &problems);
             return refuse(StatusCode::BAD_REQUEST, &problems);
         }
     };
     let unknown = if is_json { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
     let eoc_fix = fix_of(&fix);
     let submission = state.bus.read(|engine| {
-        let t = team_of_device(engine, "osmand", &fix.device_id)?;
+        let t = team_of_device(engine, "osmand", &fix.device_id)
+            .or_else(|| who.team.as_deref().and_then(|t| engine.world().team_idx(t)))?;
         let id = msg_id("osmand", &fix.device_id, eoc_fix.at, "fix");
         Some(Submission {
             command: fix_command(engine, t, &eoc_fix, id.clone(), now),
@@ -121,13 +135,19 @@ pub async fn http(
         let mut p = Problems::default();
         p.push("unknown_device", "id", format!("osmand device {} is not mapped to a team", fix.device_id));
         warn!(device = %fix.device_id, "osmand report from an unknown device");
+        state.access.refuse(Some(&who), Edge::OsmAnd, "osmand", &p);
         return refuse(unknown, &p);
     };
-    match state.bus.submit(submission).await {
+    match state.access.submit(&state.bus, &who, submission).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(SubmitError::Rejected(problems)) => {
             warn!(device = %fix.device_id, problems = %problems, "osmand report rejected");
-            refuse(StatusCode::BAD_REQUEST, &problems)
+            let status = match problems.errors.first().map(|e| e.code.as_str()) {
+                Some(crate::auth::policy::FORBIDDEN) => StatusCode::FORBIDDEN,
+                Some(crate::access::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            refuse(status, &problems)
         }
         Err(SubmitError::Unavailable(why)) => {
             error!(device = %fix.device_id, reason = %why, "osmand report not stored; the phone will retry");

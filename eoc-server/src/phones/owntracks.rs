@@ -13,9 +13,11 @@
 //! **HTTP mode** identifies the device, in this order: the OwnTracks
 //! Recorder headers `X-Limit-U` / `X-Limit-D`; the payload's `topic`
 //! (`owntracks/{user}/{device}`); the Basic-auth user with the payload's
-//! `tid` as device. The Basic-auth password is not checked yet (access
-//! control comes with its own work); the device table is what admits a
-//! phone. The answer is `200 []` once the command is durable. OwnTracks
+//! `tid` as device. Every post authenticates with Basic (the eoc user name
+//! and its token as password): a responder reports only as its own
+//! OwnTracks user and for its own team; a device missing from the
+//! scenario's table is the responder's team's. The answer is `200 []` once
+//! the command is durable. OwnTracks
 //! counts any answer as delivered, so a refusal is answered with a 4xx
 //! and a JSON error for the app's log, and logged here.
 //!
@@ -26,11 +28,12 @@
 //! eoc to the broker and whenever a site opens or closes. Phones accept
 //! remote commands only when their `cmd` setting is on.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use eoc_protocol::PROTOCOL_VERSION;
 use eoc_protocol::messages::{Envelope, TaskUpdateMsg, TeamStatusMsg};
@@ -40,6 +43,7 @@ use eoc_protocol::validate::Problems;
 use tracing::{error, warn};
 
 use super::{Fix, fix_command, msg_id, team_of_device};
+use crate::access::Access;
 use crate::bus::{Bus, Edge, Submission, SubmitError};
 use crate::core::engine::{Command, Engine, Target};
 use crate::core::world::TeamIdx;
@@ -94,16 +98,19 @@ fn report_of(msg: &OwnTracks) -> Report {
 }
 
 /// The commands of one OwnTracks payload from `user`/`device`, in order.
+/// `team` is the team of the user's record: the device of a responder
+/// need not be listed in the scenario's device table.
 pub fn submissions(
     bus: &Bus,
     user: &str,
     device: &str,
+    team: Option<&str>,
     payload: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Vec<Submission>, Rejection> {
     let msg = ot::parse(payload).map_err(|problems| Rejection { id: None, problems })?;
     let report = report_of(&msg);
-    bus.read(|engine| map(engine, user, device, &report, now))
+    bus.read(|engine| map(engine, user, device, team, &report, now))
 }
 
 /// Maps a report to commands against the current state.
@@ -111,6 +118,7 @@ fn map(
     engine: &Engine,
     user: &str,
     device: &str,
+    team: Option<&str>,
     report: &Report,
     now: DateTime<Utc>,
 ) -> Result<Vec<Submission>, Rejection> {
@@ -118,7 +126,9 @@ fn map(
         return Ok(Vec::new());
     }
     let key = format!("{user}/{device}");
-    let Some(t) = team_of_device(engine, "owntracks", &key) else {
+    let mapped =
+        team_of_device(engine, "owntracks", &key).or_else(|| team.and_then(|t| engine.world().team_idx(t)));
+    let Some(t) = mapped else {
         return Err(Rejection::one(
             None,
             "unknown_device",
@@ -283,32 +293,32 @@ fn http_device(headers: &HeaderMap, msg: &OwnTracks) -> Option<(String, String)>
             return Some((u.to_owned(), d.to_owned()));
         }
     }
-    let user = basic_user(headers)?;
+    let (user, _) = super::basic_credentials(headers)?;
     let tid = tid_of(msg)?;
     Some((user, tid.to_owned()))
-}
-
-/// The user name of a Basic `Authorization` header.
-fn basic_user(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
-    (!user.is_empty()).then(|| user.to_owned())
 }
 
 fn refuse(status: StatusCode, problems: &Problems) -> Response {
     (status, Json(serde_json::json!({ "errors": problems.errors }))).into_response()
 }
 
-/// `POST /owntracks`: OwnTracks HTTP mode.
-pub async fn http(State(bus): State<Bus>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+/// `POST /owntracks`: OwnTracks HTTP mode, authenticated with Basic (user
+/// name and token).
+pub async fn http(
+    State((bus, access)): State<(Bus, Arc<Access>)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let now = Utc::now();
+    let who = match super::authenticate(&access, &headers, Edge::OwnTracks, "POST /owntracks").await {
+        Ok(who) => who,
+        Err(response) => return response,
+    };
     let msg = match ot::parse(&body) {
         Ok(m) => m,
         Err(problems) => {
             warn!(problems = %problems, "owntracks http payload refused");
+            access.refuse(Some(&who), Edge::OwnTracks, "POST /owntracks", &problems);
             return refuse(StatusCode::BAD_REQUEST, &problems);
         }
     };
@@ -324,21 +334,39 @@ pub async fn http(State(bus): State<Bus>, headers: HeaderMap, body: axum::body::
             "name the device: X-Limit-U/X-Limit-D headers, the payload's topic, or Basic auth and tid",
         );
         warn!("owntracks http post without a device");
+        access.refuse(Some(&who), Edge::OwnTracks, "POST /owntracks", &p);
         return refuse(StatusCode::BAD_REQUEST, &p);
     };
-    let submissions = match bus.read(|e| map(e, &user, &device, &report, now)) {
+    // A phone speaks as its own OwnTracks user; operators may relay any.
+    if user != who.name && !who.role.operates() {
+        let mut p = Problems::default();
+        p.push(
+            crate::auth::policy::FORBIDDEN,
+            "topic",
+            format!("{} cannot report as owntracks user {user}", who.name),
+        );
+        access.refuse(Some(&who), Edge::OwnTracks, "POST /owntracks", &p);
+        return refuse(StatusCode::FORBIDDEN, &p);
+    }
+    let submissions = match bus.read(|e| map(e, &user, &device, who.team.as_deref(), &report, now)) {
         Ok(s) => s,
         Err(r) => {
             warn!(user = %user, device = %device, problems = %r.problems, "owntracks http post refused");
+            access.refuse(Some(&who), Edge::OwnTracks, "POST /owntracks", &r.problems);
             return refuse(StatusCode::NOT_FOUND, &r.problems);
         }
     };
     for s in submissions {
-        match bus.submit(s).await {
+        match access.submit(&bus, &who, s).await {
             Ok(_) => {}
             Err(SubmitError::Rejected(problems)) => {
                 warn!(user = %user, device = %device, problems = %problems, "owntracks http report rejected");
-                return refuse(StatusCode::UNPROCESSABLE_ENTITY, &problems);
+                let status = match problems.errors.first().map(|e| e.code.as_str()) {
+                    Some(crate::auth::policy::FORBIDDEN) => StatusCode::FORBIDDEN,
+                    Some(crate::access::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                return refuse(status, &problems);
             }
             Err(SubmitError::Unavailable(why)) => {
                 // OwnTracks will not retry: this report is lost; say so loudly.
