@@ -262,3 +262,37 @@ async fn mqtt_enforces_roles_through_the_broker_acl() {
     assert!(refused.is_err(), "a revoked user connected: {refused:?}");
     server.stop().await;
 }
+
+/// Limits: a responder sending faster than its rate is refused with 429
+/// and told when to retry (audited), while another identity is unaffected;
+/// WebSocket connections beyond the cap are refused with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_and_connections_are_capped_per_identity() {
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    // Three at once, then one every ten seconds: no refill during the test.
+    config.access.responder_per_s = 0.1;
+    config.access.burst_s = 30.0;
+    config.access.max_ws_connections = 2;
+    let server = Server::start(config).await;
+    let fast = server.user("r-fast", Role::Responder, Some("t-1"), &[]);
+    let calm = server.user("r-calm", Role::Responder, Some("t-2"), &[]);
+    let position = || message(json!({"lat": 38.5, "lon": 68.7}));
+    for _ in 0..3 {
+        assert_eq!(server.post_as(&fast, "/api/v1/teams/t-1/position", &position()).await.0, 200);
+    }
+    let (status, err) = server.post_as(&fast, "/api/v1/teams/t-1/position", &position()).await;
+    assert_eq!((status, err["code"].as_str()), (429, Some("rate_limited")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("retry in"), "{err}");
+    assert_eq!(server.post_as(&calm, "/api/v1/teams/t-2/position", &position()).await.0, 200);
+    assert_eq!(audit_of(&server, "r-fast").await[0]["code"], "rate_limited");
+
+    let _a = server.ws().await;
+    let _b = server.ws().await;
+    let url = format!("ws://{}/ws?token={}", server.addr, server.token);
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("a third websocket was not refused: {other:?}"),
+    }
+    server.stop().await;
+}
