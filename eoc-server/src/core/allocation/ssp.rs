@@ -66,7 +66,11 @@ pub(super) const CANDIDATES: usize = 16;
 /// order, at the nearest sites with room: still feasible and
 /// most-exposed-first, no longer minimal in person-distance. About 20
 /// million units take a second here, so this bounds a solve to roughly
-/// 200 ms; the Tajikistan M7.2 (the worst realistic case) stays exact.
+/// 200 ms. The Tajikistan M7.2 near Rasht (247 villages with 23,906
+/// people displaced, 1,614 candidate sites) needs 8.8 million units to
+/// finish exactly; within this budget its result is 0.67% above the
+/// optimum person-distance (2,324,422 against 2,308,902 person-km), with
+/// nobody left short.
 pub(super) const WORK_BUDGET: u64 = 4_000_000;
 
 /// Below this many sites with room, greedy placement scans them directly.
