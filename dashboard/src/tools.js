@@ -1,7 +1,10 @@
-// The chair's alert tools and the operator's assignment panel. Both build
-// protocol messages (eoc-protocol/PROTOCOL.md) from form fields and post
-// them; the live state then arrives over the WebSocket like any change.
+// The chair's alert tools and the assignment panel (operators and
+// chairs). The tools build protocol messages
+// (eoc-protocol/PROTOCOL.md) from form fields and post them; the live state
+// then arrives over the WebSocket like any change. The server checks every
+// write again: a refusal is shown as its own message.
 
+import { errorText } from './api.js';
 import { h } from './boards.js';
 import { formatDistance, formatNumber } from './format.js';
 import { t } from './i18n.js';
@@ -203,7 +206,7 @@ export function createChairPanel(root, ctx) {
       els.result.dataset.preview = String(impact.villages.length);
       showDraft();
     } catch (err) {
-      els.result.textContent = t('error.request', { message: err.message });
+      els.result.textContent = errorText(err);
     }
   }
 
@@ -228,7 +231,7 @@ export function createChairPanel(root, ctx) {
       els.alertId.disabled = true;
       showDraft();
     } catch (err) {
-      els.result.textContent = t('error.request', { message: err.message });
+      els.result.textContent = errorText(err);
     }
   }
 
@@ -280,15 +283,17 @@ export function createChairPanel(root, ctx) {
         els.result.textContent = t('chair.cancelled', { id: alert.alert_id });
         if (draft.editing === alert.alert_id) reset();
       } catch (err) {
-        els.result.textContent = t('error.request', { message: err.message });
+        els.result.textContent = errorText(err);
       }
     },
   };
 }
 
 /**
- * The operator's panel: a destination (village or task) and the teams to
- * send, best first; one click assigns (`POST /api/v1/tasks`).
+ * The assignment panel (operators and chairs): a destination (village or
+ * task) and the teams to send, best first; one click assigns
+ * (`POST /api/v1/tasks`), and accepting an engine proposal is the same
+ * assignment.
  */
 export function createOperatorPanel(root, ctx) {
   let target = null; // {village_id?, site_id?, alert_id?, name, lat, lon}
@@ -329,7 +334,7 @@ export function createOperatorPanel(root, ctx) {
       await ctx.api.post('/api/v1/tasks', body);
       result.textContent = t('operator.assigned', { team: team.team_id });
     } catch (err) {
-      result.textContent = t('error.request', { message: err.message });
+      result.textContent = errorText(err);
     }
   }
 
@@ -358,3 +363,4 @@ export function createOperatorPanel(root, ctx) {
     refresh: render,
   };
 }
+
