@@ -28,7 +28,7 @@ import { INTENSITY_STEPS, SITE_COLORS, TEAM_COLORS, TEAM_SHAPES } from './format
 import { t } from './i18n.js';
 import { createMap } from './map.js';
 import { applyMessage, createStore, takeChanges } from './state.js';
-import { createChairPanel, createOperatorPanel } from './tools.js';
+import { createAuditPanel, createChairPanel, createOperatorPanel } from './tools.js';
 
 /** Boards are rebuilt at most this often. */
 export const BOARD_EVERY_MS = 300;
@@ -158,6 +158,7 @@ async function start(session) {
   if (can.alerts) chair = createChairPanel(tools.appendChild(h('div', { class: 'tool' })), { api, store, map });
   if (can.assign) operator = createOperatorPanel(tools.appendChild(h('div', { class: 'tool' })), { api, store, map });
   tools.hidden = !can.writes;
+  const audit = can.audit ? createAuditPanel($('#audit'), { api }) : null;
 
   // Site board controls.
   const sortButtons = [['free', 'sites.sortFree'], ['updated', 'sites.sortUpdated'], ['name', 'sites.sortName']].map(([key, label]) =>
@@ -333,7 +334,7 @@ async function start(session) {
   // Test and debugging hook; the page itself never reads it. `inject`
   // feeds a message through the same path as the WebSocket (the
   // performance test uses it for synthetic load).
-  window.__eoc = { store, map, live, inspect: () => map.inspect(), perf, inject: onMessage, me, api };
+  window.__eoc = { store, map, live, inspect: () => map.inspect(), perf, inject: onMessage, me, api, audit };
 }
 
 /** Most samples kept by the recorder below. */

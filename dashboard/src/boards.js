@@ -293,3 +293,60 @@ export function renderEvents(el, store) {
   );
 }
 
+/** Time of day of an audit record, 24-hour with seconds. */
+function clock(at) {
+  return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+}
+
+/** The audit trail's entries (`GET /api/v1/audit`), newest first: when, who, what and why. */
+export function renderAudit(el, { entries = [], dropped = 0 } = {}) {
+  const rows = entries.slice(0, MAX_ROWS);
+  const note = dropped > 0 ? h('p', { class: 'muted' }, t('audit.dropped', { n: formatNumber(dropped) })) : null;
+  if (!rows.length) {
+    el.replaceChildren(...[h('p', { class: 'muted' }, t('audit.none')), note].filter(Boolean));
+    return;
+  }
+  const table = h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { class: 'audit' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'col' }, t('audit.at')),
+          h('th', { scope: 'col' }, t('audit.by')),
+          h('th', { scope: 'col' }, `${t('audit.action')} · ${t('audit.reason')}`),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        rows.map((e) =>
+          h(
+            'tr',
+            { class: `outcome-${e.outcome}`, dataset: { outcome: e.outcome, by: e.by, code: e.code || '' } },
+            h('td', { class: 'nowrap' }, e.at ? h('time', { datetime: e.at }, clock(e.at)) : '—'),
+            h(
+              'th',
+              { scope: 'row', class: 'nowrap' },
+              e.by === 'unauthenticated' && !e.role ? h('em', {}, t('audit.unauthenticated')) : e.by,
+              e.role ? h('div', { class: 'muted' }, t(`role.${e.role}`)) : null,
+            ),
+            h(
+              'td',
+              {},
+              h('div', {}, h('strong', {}, e.action), e.target ? ` ${e.target}` : '', h('span', { class: 'muted' }, ` · ${e.edge}`)),
+              h('div', {}, h('span', { class: `badge outcome-${e.outcome}` }, e.code || e.outcome), ' ', e.reason || ''),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+  el.replaceChildren(...[table, note].filter(Boolean));
+}

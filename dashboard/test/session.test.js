@@ -25,6 +25,7 @@ import {
   takeNotice,
 } from '../src/api.js';
 import { setLocale } from '../src/i18n.js';
+import { AUDIT_LIMIT, auditPath } from '../src/tools.js';
 
 setLocale('en');
 
@@ -191,6 +192,13 @@ test('the WebSocket\'s signs of a revoked token are recognised', () => {
   assert.ok(!isUnauthenticatedFrame({ type: 'error', errors: [{ code: 'forbidden' }] }));
   assert.ok(!isUnauthenticatedFrame({ type: 'snapshot' }));
   assert.ok(!isUnauthenticatedFrame(null));
+});
+
+test('the audit panel asks for recent refusals by default', () => {
+  assert.equal(auditPath(), `/api/v1/audit?outcome=refused&limit=${AUDIT_LIMIT}`);
+  assert.equal(AUDIT_LIMIT, 50);
+  assert.equal(auditPath('rejected', 10), '/api/v1/audit?outcome=rejected&limit=10');
+  assert.equal(auditPath('all'), '/api/v1/audit?limit=50');
 });
 
 test('reconnection backs off exponentially to a cap, with jitter', () => {
