@@ -8,6 +8,7 @@ import { test } from 'node:test';
 
 import {
   CLOSE_POLICY,
+  ROLES,
   RequestError,
   backoffMs,
   capabilities,
@@ -24,7 +25,7 @@ import {
   signIn,
   takeNotice,
 } from '../src/api.js';
-import { setLocale } from '../src/i18n.js';
+import { setLocale, t } from '../src/i18n.js';
 import { AUDIT_LIMIT, auditPath } from '../src/tools.js';
 
 setLocale('en');
@@ -110,6 +111,11 @@ test('tools follow the rule book: chair alerts and assigns, operator assigns, ev
   for (const role of ['viewer', 'responder', 'site_manager', 'admin', undefined]) {
     assert.deepEqual(capabilities(role), none, String(role));
   }
+});
+
+test('every role the server names has a label for the header and the audit trail', () => {
+  assert.deepEqual(ROLES, ['chair', 'operator', 'responder', 'site_manager', 'viewer']);
+  for (const role of ROLES) assert.notEqual(t(`role.${role}`), `role.${role}`, role);
 });
 
 test('signing in asks /me with the bearer token and nothing else', async () => {
