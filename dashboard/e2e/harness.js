@@ -1,10 +1,13 @@
-// What the browser tests run against: a real mosquitto started from the
-// project's config/mosquitto/eoc.conf (as tests/support/mosquitto.rs does:
-// only the listener, file paths and log destination are rewritten), the
-// real eoc-server binary on a free port with a temporary data directory,
-// and Debian's Chromium driven by playwright-core. Every wait has a
-// deadline and waits on the event itself (a port opening, a line arriving,
-// a condition in the page), never on a fixed sleep.
+// What the browser tests run against: the real eoc-server binary on a free
+// port with a temporary data directory, a real mosquitto started from the
+// project's config/mosquitto/eoc.conf with the password file and ACL that
+// the server's user store generates (as tests/support/mosquitto.rs does:
+// only the listener, file paths and log destination are rewritten), and
+// Debian's Chromium driven by playwright-core. Users and tokens are made
+// as an administrator makes them: the first chair's token from
+// DATA/first-chair.token, the others with `eoc-server user add`. Every wait
+// has a deadline and waits on the event itself (a port opening, a line
+// arriving, a condition in the page), never on a fixed sleep.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,9 +23,6 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 /** Where screenshots go (gitignored). */
 export const ARTIFACTS = join(ROOT, 'dashboard', 'test-artifacts');
-
-/** Password of every test broker user. */
-export const PASSWORD = 'test-password';
 
 /** How long one wait may take. */
 export const WAIT_MS = 20_000;
@@ -76,13 +76,17 @@ function currentUser() {
   return execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
 }
 
-/** The project's eoc.conf with the port, paths and log of a test broker. */
-export function testConf(port, dir) {
+/**
+ * The project's eoc.conf with the port, persistence and log of a test
+ * broker, and the password file and ACL generated in `brokerDir` (the
+ * server's DATA/mosquitto).
+ */
+export function testConf(port, dir, brokerDir) {
   const source = join(ROOT, 'config', 'mosquitto', 'eoc.conf');
   const replace = {
     listener: `listener ${port} 127.0.0.1`,
-    password_file: `password_file ${join(dir, 'passwd')}`,
-    acl_file: `acl_file ${join(ROOT, 'config', 'mosquitto', 'acl')}`,
+    password_file: `password_file ${join(brokerDir, 'passwd')}`,
+    acl_file: `acl_file ${join(brokerDir, 'acl')}`,
     persistence_location: `persistence_location ${join(dir, 'data')}/`,
     log_dest: `log_dest file ${join(dir, 'mosquitto.log')}`,
   };
@@ -92,6 +96,7 @@ export function testConf(port, dir) {
     .map((line) => {
       const key = line.trim().split(/\s+/)[0];
       if (key in replace && !line.trim().startsWith('#')) {
+        if (seen.has(key)) throw new Error(`${source} has more than one ${key} line`);
         seen.add(key);
         return replace[key];
       }
@@ -104,17 +109,18 @@ export function testConf(port, dir) {
   return lines.join('\n');
 }
 
-/** A mosquitto broker on a free port with users `eoc-server`, `eoc-operator` and `users`. */
-export async function startMosquitto(users = []) {
+/**
+ * A mosquitto broker on `port` (from {@link freePort}) authenticating
+ * against the files the user store of `server` (a {@link startServer})
+ * generates: every user signs in with its name and token.
+ * `reload()` applies users added since (SIGHUP, as an administrator does
+ * after `eoc-server user add`).
+ */
+export async function startMosquitto(server, port) {
   const dir = mkdtempSync(join(os.tmpdir(), 'eoc-mqtt-'));
   mkdirSync(join(dir, 'data'));
-  const port = await freePort();
-  const passwd = join(dir, 'passwd');
-  ['eoc-server', 'eoc-operator', ...users].forEach((user, i) => {
-    execFileSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', passwd, user, PASSWORD]);
-  });
   const conf = join(dir, 'eoc.conf');
-  writeFileSync(conf, testConf(port, dir));
+  writeFileSync(conf, testConf(port, dir, join(server.dataDir, 'mosquitto')));
   const child = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
   let exited = null;
   child.once('exit', (code) => {
@@ -128,6 +134,13 @@ export async function startMosquitto(users = []) {
     port,
     url: `mqtt://127.0.0.1:${port}`,
     log: () => readLog(dir),
+    /** Re-reads the password file and ACL; resolves once the broker's log says so. */
+    async reload() {
+      const reloads = () => (readLog(dir).match(/Reloading config/g) || []).length;
+      const before = reloads();
+      child.kill('SIGHUP');
+      await waitFor('mosquitto to reload its configuration', () => reloads() > before);
+    },
     stop() {
       child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
@@ -152,32 +165,53 @@ export function serverBinary() {
   return bin;
 }
 
+/** Runs `eoc-server user …` on `dataDir` and returns what it prints (a token, for add and rotate). */
+export function userCommand(dataDir, ...args) {
+  return execFileSync(serverBinary(), ['user', ...args, '--data', dataDir], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+}
+
 /**
  * The real server on a free port, run from a temporary directory (so it
  * proves it needs nothing from the working directory but the scenario it
- * is given), connected to `broker`. Resolves when `/readyz` says ready and
- * the MQTT edge is connected.
+ * is given), on an empty data directory: its first start makes the chair
+ * `chair` and writes its token to DATA/first-chair.token. With `mqttPort`
+ * it connects to a broker there as its own account (from the user store),
+ * retrying until {@link startMosquitto} opens it; `waitMqtt()` waits for
+ * that. Resolves when `/readyz` says ready.
  */
-export async function startServer(broker, { env = {} } = {}) {
+export async function startServer({ mqttPort = null, env = {} } = {}) {
   const dir = mkdtempSync(join(os.tmpdir(), 'eoc-server-'));
+  const dataDir = join(dir, 'data');
   const port = await freePort();
   const args = [
     '--http', `127.0.0.1:${port}`,
-    '--data', join(dir, 'data'),
+    '--data', dataDir,
     '--scenario', join(ROOT, 'config', 'scenarios', 'tajikistan'),
   ];
-  if (broker) args.push('--mqtt', broker.url);
+  if (mqttPort) args.push('--mqtt', `mqtt://127.0.0.1:${mqttPort}`);
   else args.push('--no-mqtt');
   const base = `http://127.0.0.1:${port}`;
   let log = '';
   let child = null;
   let exited = null;
 
+  async function readyz() {
+    try {
+      const r = await fetch(`${base}/readyz`);
+      return r.status === 200 ? await r.json() : null;
+    } catch {
+      return null;
+    }
+  }
+
   async function spawnServer() {
     exited = null;
     child = spawn(serverBinary(), args, {
       cwd: dir,
-      env: { ...process.env, RUST_LOG: 'warn', EOC_MQTT__USERNAME: 'eoc-server', EOC_MQTT__PASSWORD: PASSWORD, ...env },
+      env: { ...process.env, RUST_LOG: 'warn', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     child.stderr.on('data', (d) => {
@@ -188,14 +222,7 @@ export async function startServer(broker, { env = {} } = {}) {
     });
     await waitFor('the server to be ready', async () => {
       if (exited !== null) throw new Error(`eoc-server exited with ${exited}:\n${log}`);
-      try {
-        const r = await fetch(`${base}/readyz`);
-        if (r.status !== 200) return false;
-        const body = await r.json();
-        return !broker || body.mqtt.state === 'connected';
-      } catch {
-        return false;
-      }
+      return readyz();
     }, { ms: 60_000, everyMs: 100 });
   }
 
@@ -214,7 +241,19 @@ export async function startServer(broker, { env = {} } = {}) {
   return {
     base,
     port,
+    dataDir,
     log: () => log,
+    /** The token the first start wrote for the chair `chair`. */
+    firstChairToken: () => readFileSync(join(dataDir, 'first-chair.token'), 'utf8').trim(),
+    /** `eoc-server user add NAME --role ROLE [--team T] [--site S…]`: the new user's token. */
+    addUser(name, role, { team, sites = [] } = {}) {
+      const extra = [...(team ? ['--team', team] : []), ...sites.flatMap((s) => ['--site', s])];
+      return userCommand(dataDir, 'add', name, '--role', role, ...extra);
+    },
+    /** `eoc-server user revoke NAME`, while the server runs. */
+    revoke: (name) => userCommand(dataDir, 'revoke', name),
+    /** Waits until the MQTT edge is connected and subscribed. */
+    waitMqtt: () => waitFor('the server\'s mqtt edge to connect', async () => (await readyz())?.mqtt?.state === 'connected', { ms: 60_000, everyMs: 100 }),
     /** Stops the server (SIGTERM: it flushes its journal) without removing its data. */
     halt: stopServer,
     /** Starts it again on the same port and data directory. */
@@ -226,16 +265,16 @@ export async function startServer(broker, { env = {} } = {}) {
   };
 }
 
-/** Publishes one QoS 1 message with mosquitto_pub as `user`. */
+/** Publishes one QoS 1 message with mosquitto_pub as user `{name, token}` (the token is its broker password). */
 export function publish(broker, user, topic, body) {
   execFileSync('mosquitto_pub', [
-    '-h', '127.0.0.1', '-p', String(broker.port), '-u', user, '-P', PASSWORD,
+    '-h', '127.0.0.1', '-p', String(broker.port), '-u', user.name, '-P', user.token,
     '-q', '1', '-t', topic, '-m', JSON.stringify(body),
   ]);
 }
 
 /**
- * Subscribes with mosquitto_sub as `user` to `topic` and collects every
+ * Subscribes with mosquitto_sub as user `{name, token}` to `topic` and collects every
  * message. `next(pred)` resolves with the first message (parsed JSON)
  * matching `pred`; `ready` resolves once the subscription is in place.
  */
@@ -245,8 +284,8 @@ export function subscribe(broker, user, topic) {
   // stdbuf: mosquitto_sub block-buffers stdout into a pipe, which would
   // hold back the SUBACK line and payloads until it exits.
   const child = spawn('stdbuf', ['-oL', 'mosquitto_sub',
-    '-h', '127.0.0.1', '-p', String(broker.port), '-u', user, '-P', PASSWORD,
-    '-q', '1', '-t', topic, '-i', `e2e-${user}-${process.pid}`, '-d',
+    '-h', '127.0.0.1', '-p', String(broker.port), '-u', user.name, '-P', user.token,
+    '-q', '1', '-t', topic, '-i', `e2e-${user.name}-${process.pid}`, '-d',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let buffer = '';
   let subscribed;
@@ -309,12 +348,10 @@ export async function screenshot(page, name) {
   return path;
 }
 
-/** Signs in on the login screen. */
-export async function signIn(page, base, user, role) {
+/** Signs in on the login screen with `token` and waits for the live map. */
+export async function signIn(page, base, token) {
   await page.goto(`${base}/`);
-  await page.fill('#login-user', user);
-  await page.fill('#login-token', `token-of-${user}`);
-  await page.selectOption('#login-role', role);
+  await page.fill('#login-token', token);
   await page.click('form.login button[type=submit]');
   await page.waitForFunction(() => window.__eoc && window.__eoc.store.seq !== null && window.__eoc.inspect().villages > 0, null, { timeout: WAIT_MS });
 }

@@ -29,11 +29,15 @@ function show(label, s) {
   console.log(`${label.padEnd(44)} n=${String(s.n).padStart(6)}  p50=${f(s.p50)}  p95=${f(s.p95)}  p99=${f(s.p99)}  max=${f(s.max)} ms`);
 }
 
-const server = await startServer(null);
+const server = await startServer();
+// A viewer watches; the positions of part 2 are relayed by an operator's
+// console (a responder may send only 20 a second, and only for its team).
+const viewerToken = server.addUser('perf', 'viewer');
+const relayToken = server.addUser('perf-relay', 'operator');
 const browser = await launchBrowser();
 try {
   const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
-  await signIn(page, server.base, 'perf', 'viewer');
+  await signIn(page, server.base, viewerToken);
 
   // ---- 1. synthetic 3,000 villages and 1,000 teams --------------------------
   const client = await page.evaluate(
@@ -165,7 +169,7 @@ try {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     await fetch(`${server.base}/api/v1/teams/${team}/position`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-EOC-User': team },
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${relayToken}` },
       body: JSON.stringify({ v: 1, id: `perf-${i}`, ts: new Date().toISOString(), lat: 38.5 + (i % 100) * 0.001, lon: 68.8 + (i % 77) * 0.001 }),
     });
   }

@@ -7,13 +7,28 @@
 // BOARD_EVERY_MS, since a table of 1,000 teams cannot be rebuilt 60 times
 // a second and nobody reads it that fast.
 
-import { ROLES, clearSession, client, connectLive, loadSession, saveSession, validUser } from './api.js';
+import {
+  CLOSE_POLICY,
+  capabilities,
+  cleanToken,
+  clearSession,
+  client,
+  connectLive,
+  errorText,
+  isUnauthenticated,
+  isUnauthenticatedFrame,
+  loadSession,
+  saveNotice,
+  saveSession,
+  signIn,
+  takeNotice,
+} from './api.js';
 import { renderAlerts, renderEvents, renderImpact, renderSites, renderTasks, renderTeams, h } from './boards.js';
 import { INTENSITY_STEPS, SITE_COLORS, TEAM_COLORS, TEAM_SHAPES } from './format.js';
 import { t } from './i18n.js';
 import { createMap } from './map.js';
 import { applyMessage, createStore, takeChanges } from './state.js';
-import { createChairPanel, createOperatorPanel } from './tools.js';
+import { createAuditPanel, createChairPanel, createOperatorPanel } from './tools.js';
 
 /** Boards are rebuilt at most this often. */
 export const BOARD_EVERY_MS = 300;
@@ -29,39 +44,66 @@ const COUNTRY_BBOX = '66.5,36.0,75.5,41.5';
 
 const $ = (sel) => document.querySelector(sel);
 
-function showLogin() {
+/**
+ * The login screen: the token only (who it belongs to, and so the role,
+ * is the server's answer). `notice` says why the last session ended;
+ * `token` prefills the field (a retry after the server was unreachable).
+ */
+function showLogin({ notice = null, token = '' } = {}) {
   document.body.dataset.view = 'login';
-  const user = h('input', { id: 'login-user', name: 'user', required: true, autocomplete: 'username', maxlength: 64 });
-  const token = h('input', { id: 'login-token', name: 'token', type: 'password', autocomplete: 'current-password', required: true });
-  const role = h('select', { id: 'login-role', name: 'role' }, ROLES.map((r) => h('option', { value: r }, t(`role.${r}`))));
-  const error = h('p', { class: 'error', role: 'alert' });
+  const input = h('input', { id: 'login-token', name: 'token', type: 'password', autocomplete: 'current-password', required: true, maxlength: 512, spellcheck: 'false' });
+  input.value = token;
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('login.submit'));
+  const error = h('p', { class: 'error', role: 'alert', id: 'login-error' }, notice || '');
   const form = h(
     'form',
     {
       class: 'login',
-      onsubmit: (e) => {
+      onsubmit: async (e) => {
         e.preventDefault();
-        if (!validUser(user.value.trim())) {
-          error.textContent = t('login.error.user');
+        const text = cleanToken(input.value);
+        if (!text) {
+          error.textContent = t('login.error.token');
           return;
         }
-        saveSession({ user: user.value.trim(), token: token.value, role: role.value });
-        location.reload();
+        submit.disabled = true;
+        error.textContent = t('login.checking');
+        try {
+          const session = await signIn(text);
+          saveSession(session);
+          start(session);
+        } catch (err) {
+          error.textContent = err.status ? t('login.refused', { message: err.message }) : errorText(err);
+          submit.disabled = false;
+          input.focus();
+        }
       },
     },
     h('h1', {}, t('login.title')),
-    h('label', { for: 'login-user' }, t('login.user')),
-    user,
     h('label', { for: 'login-token' }, t('login.token')),
-    token,
-    h('label', { for: 'login-role' }, t('login.role')),
-    role,
-    h('button', { type: 'submit', class: 'primary' }, t('login.submit')),
+    input,
+    submit,
     error,
     h('p', { class: 'muted' }, t('login.note')),
   );
   $('#login').replaceChildren(form);
-  user.focus();
+  input.focus();
+}
+
+let ending = false;
+
+/**
+ * Ends the session because the server no longer accepts its token
+ * (revoked, rotated, or the user removed): forgets the token and returns
+ * to the login screen, saying why.
+ */
+function endSession(message) {
+  if (ending) return;
+  ending = true;
+  clearSession();
+  saveNotice(t('login.ended', { message }));
+  // A reload drops the live connection, the map and every timer at once.
+  location.reload();
 }
 
 function legend() {
@@ -77,14 +119,18 @@ function legend() {
   );
 }
 
+/** The signed-in page for `session` `{token, me}`: tools by role from `me`. */
 async function start(session) {
+  const { me } = session;
+  const can = capabilities(me.role);
   document.body.dataset.view = 'app';
-  document.body.dataset.role = session.role;
-  const api = client(session);
+  document.body.dataset.role = me.role;
+  const api = client(session, { onUnauthenticated: (err) => endSession(err.message) });
   const store = createStore();
   const ui = { siteSort: 'free', siteFilter: '' };
 
-  $('#who').textContent = t('header.signedInAs', { user: session.user, role: t(`role.${session.role}`) });
+  const roleName = t(`role.${me.role}`) === `role.${me.role}` ? me.role : t(`role.${me.role}`);
+  $('#who').textContent = t('header.signedInAs', { user: me.name, role: can.writes ? roleName : `${roleName}, ${t('header.readOnly')}` });
   $('#sign-out').addEventListener('click', () => {
     clearSession();
     location.reload();
@@ -106,9 +152,13 @@ async function start(session) {
   });
   $('#map-legend').replaceChildren(legend());
 
-  if (session.role === 'chair') chair = createChairPanel($('#tools'), { api, store, map });
-  if (session.role === 'operator') operator = createOperatorPanel($('#tools'), { api, store, map });
-  if (session.role === 'viewer') $('#tools').hidden = true;
+  // Tools by role, as the server's rule book allows them: a chair issues
+  // alerts and assigns, an operator assigns, everyone else reads.
+  const tools = $('#tools');
+  if (can.alerts) chair = createChairPanel(tools.appendChild(h('div', { class: 'tool' })), { api, store, map });
+  if (can.assign) operator = createOperatorPanel(tools.appendChild(h('div', { class: 'tool' })), { api, store, map });
+  tools.hidden = !can.writes;
+  const audit = can.audit ? createAuditPanel($('#audit'), { api }) : null;
 
   // Site board controls.
   const sortButtons = [['free', 'sites.sortFree'], ['updated', 'sites.sortUpdated'], ['name', 'sites.sortName']].map(([key, label]) =>
@@ -203,7 +253,7 @@ async function start(session) {
   function renderBoards(nowMs) {
     const p = performance.now();
     if (dirty.alerts && due('alerts', p)) {
-      renderAlerts($('#board-alerts'), store, { role: session.role, onEdit: (a) => chair?.edit(a), onCancel: (a) => chair?.cancel(a) });
+      renderAlerts($('#board-alerts'), store, { canAlert: can.alerts, onEdit: (a) => chair?.edit(a), onCancel: (a) => chair?.cancel(a) });
       const exercise = [...store.alerts.values()].find((a) => a.active && a.status !== 'actual');
       const banner = $('#exercise-banner');
       banner.hidden = !exercise;
@@ -225,7 +275,7 @@ async function start(session) {
       operator?.refresh();
     }
     if (dirty.tasks && due('tasks', p)) {
-      renderTasks($('#board-tasks'), store, { role: session.role, placeName, onAccept: (task) => operator?.accept(task), onReassign: (task) => operator?.selectTask(task) });
+      renderTasks($('#board-tasks'), store, { canAssign: can.assign, placeName, onAccept: (task) => operator?.accept(task), onReassign: (task) => operator?.selectTask(task) });
     }
     if (dirty.events && due('events', p)) renderEvents($('#board-events'), store);
     $('#seq').textContent = store.seq === null ? '' : t('header.seq', { seq: store.seq });
@@ -234,6 +284,10 @@ async function start(session) {
   const banner = $('#conn-banner');
   let countdown = null;
   function onMessage(msg) {
+    if (isUnauthenticatedFrame(msg)) {
+      endSession(msg.errors?.[0]?.message || msg.message || 'unauthenticated');
+      return;
+    }
     perf.arrived();
     const result = applyMessage(store, msg);
     if (result === 'resync') live.resync();
@@ -244,9 +298,16 @@ async function start(session) {
     onStatus(status) {
       document.body.dataset.conn = status.state;
       clearInterval(countdown);
-      if (status.state === 'live') {
+      if (status.state === 'ended') {
+        // The server closed the connection because the token no longer stands.
+        endSession(status.reason || t('error.unauthenticated', { message: `close ${CLOSE_POLICY}` }));
+      } else if (status.state === 'live') {
         banner.hidden = true;
       } else if (status.state === 'lost') {
+        // A WebSocket refused at the handshake only says "closed"; ask the
+        // API whether the token still stands (a 401 ends the session, any
+        // other failure is the server being away).
+        api.get('/api/v1/me').catch(() => {});
         banner.hidden = false;
         const until = Date.now() + status.retryInMs;
         const tick = () => {
@@ -273,7 +334,7 @@ async function start(session) {
   // Test and debugging hook; the page itself never reads it. `inject`
   // feeds a message through the same path as the WebSocket (the
   // performance test uses it for synthetic load).
-  window.__eoc = { store, map, live, inspect: () => map.inspect(), perf, inject: onMessage };
+  window.__eoc = { store, map, live, inspect: () => map.inspect(), perf, inject: onMessage, me, api, audit };
 }
 
 /** Most samples kept by the recorder below. */
@@ -306,8 +367,31 @@ const perf = {
   },
 };
 
+/**
+ * Opens the page: with a stored token, asks the server who it belongs to
+ * and starts; a token the server refuses (revoked or rotated while the tab
+ * was closed or reloading) returns to the login screen with the server's
+ * reason, and an unreachable server leaves the token in the form to retry.
+ */
+async function open() {
+  const notice = takeNotice();
+  const stored = loadSession();
+  if (!stored) {
+    showLogin({ notice });
+    return;
+  }
+  try {
+    start(await signIn(stored.token));
+  } catch (err) {
+    if (isUnauthenticated(err)) {
+      clearSession();
+      showLogin({ notice: t('login.ended', { message: err.message }) });
+    } else {
+      showLogin({ notice: t('login.unreachable', { message: err.message }), token: stored.token });
+    }
+  }
+}
+
 document.title = t('app.title');
 for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-const session = loadSession();
-if (session) start(session);
-else showLogin();
+open();

@@ -32,8 +32,8 @@ function showing(shown, total) {
   return total > shown ? h('p', { class: 'muted' }, t('board.showing', { shown, total })) : null;
 }
 
-/** Active alerts, with the chair's edit and cancel buttons. */
-export function renderAlerts(el, store, { role, onEdit, onCancel }) {
+/** Active alerts, with edit and cancel buttons when `canAlert` (a chair). */
+export function renderAlerts(el, store, { canAlert, onEdit, onCancel }) {
   const alerts = activeAlerts(store);
   if (!alerts.length) {
     el.replaceChildren(h('p', { class: 'muted' }, t('alerts.none')));
@@ -52,7 +52,7 @@ export function renderAlerts(el, store, { role, onEdit, onCancel }) {
           ' ',
           h('strong', {}, a.headline || `${a.hazard} ${a.alert_id}`),
           h('div', { class: 'muted' }, `${a.alert_id} · ${t('alerts.revision', { revision: a.revision })} · ${t('alerts.by', { user: a.issued_by })}`),
-          role === 'chair'
+          canAlert
             ? h(
                 'div',
                 { class: 'actions' },
@@ -247,8 +247,8 @@ export function renderTeams(el, store, { nowMs, onTeam }) {
   );
 }
 
-/** Active and recent tasks with their states, and the operator's accept / reassign buttons. */
-export function renderTasks(el, store, { role, onAccept, onReassign, placeName }) {
+/** Active and recent tasks with their states, and accept / reassign buttons when `canAssign` (an operator or chair). */
+export function renderTasks(el, store, { canAssign, onAccept, onReassign, placeName }) {
   const tasks = [...store.tasks.values()].reverse().slice(0, MAX_ROWS);
   if (!tasks.length) {
     el.replaceChildren(h('p', { class: 'muted' }, t('board.none')));
@@ -266,9 +266,9 @@ export function renderTasks(el, store, { role, onAccept, onReassign, placeName }
           ' ',
           t('tasks.line', { task: task.task_id, team: task.team_id, destination: placeName(task) }),
           ` · ${formatDistance(task.distance_m)}`,
-          role === 'operator' && task.state === 'proposed' ? h('button', { type: 'button', onclick: () => onAccept(task) }, t('tasks.accept')) : null,
-          role === 'operator' && ['proposed', 'assigned', 'acknowledged'].includes(task.state)
-            ? h('button', { type: 'button', onclick: () => onReassign(task) }, t('tasks.reassign'))
+          canAssign && task.state === 'proposed' ? h('button', { type: 'button', dataset: { accept: task.task_id }, onclick: () => onAccept(task) }, t('tasks.accept')) : null,
+          canAssign && ['proposed', 'assigned', 'acknowledged'].includes(task.state)
+            ? h('button', { type: 'button', dataset: { reassign: task.task_id }, onclick: () => onReassign(task) }, t('tasks.reassign'))
             : null,
         ),
       ),
@@ -291,4 +291,62 @@ export function renderEvents(el, store) {
       events.map((e) => h('li', { class: `event kind-${e.kind}` }, h('time', { datetime: e.at }, new Date(e.at).toLocaleTimeString()), ' ', e.text)),
     ),
   );
+}
+
+/** Time of day of an audit record, 24-hour with seconds. */
+function clock(at) {
+  return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+}
+
+/** The audit trail's entries (`GET /api/v1/audit`), newest first: when, who, what and why. */
+export function renderAudit(el, { entries = [], dropped = 0 } = {}) {
+  const rows = entries.slice(0, MAX_ROWS);
+  const note = dropped > 0 ? h('p', { class: 'muted' }, t('audit.dropped', { n: formatNumber(dropped) })) : null;
+  if (!rows.length) {
+    el.replaceChildren(...[h('p', { class: 'muted' }, t('audit.none')), note].filter(Boolean));
+    return;
+  }
+  const table = h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { class: 'audit' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'col' }, t('audit.at')),
+          h('th', { scope: 'col' }, t('audit.by')),
+          h('th', { scope: 'col' }, `${t('audit.action')} · ${t('audit.reason')}`),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        rows.map((e) =>
+          h(
+            'tr',
+            { class: `outcome-${e.outcome}`, dataset: { outcome: e.outcome, by: e.by, code: e.code || '' } },
+            h('td', { class: 'nowrap' }, e.at ? h('time', { datetime: e.at }, clock(e.at)) : '—'),
+            h(
+              'th',
+              { scope: 'row', class: 'nowrap' },
+              e.by === 'unauthenticated' && !e.role ? h('em', {}, t('audit.unauthenticated')) : e.by,
+              e.role ? h('div', { class: 'muted' }, t(`role.${e.role}`)) : null,
+            ),
+            h(
+              'td',
+              {},
+              h('div', {}, h('strong', {}, e.action), e.target ? ` ${e.target}` : '', h('span', { class: 'muted' }, ` · ${e.edge}`)),
+              h('div', {}, h('span', { class: `badge outcome-${e.outcome}` }, e.code || e.outcome), ' ', e.reason || ''),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+  el.replaceChildren(...[table, note].filter(Boolean));
 }

@@ -1,8 +1,11 @@
-// The chair's alert tools and the operator's assignment panel. Both build
-// protocol messages (eoc-protocol/PROTOCOL.md) from form fields and post
-// them; the live state then arrives over the WebSocket like any change.
+// The chair's alert tools, the assignment panel (operators and chairs) and
+// the audit trail (operators and chairs). The tools build protocol messages
+// (eoc-protocol/PROTOCOL.md) from form fields and post them; the live state
+// then arrives over the WebSocket like any change. The server checks every
+// write again: a refusal is shown as its own message.
 
-import { h } from './boards.js';
+import { errorText } from './api.js';
+import { h, renderAudit } from './boards.js';
 import { formatDistance, formatNumber } from './format.js';
 import { t } from './i18n.js';
 import { teamsFor } from './state.js';
@@ -203,7 +206,7 @@ export function createChairPanel(root, ctx) {
       els.result.dataset.preview = String(impact.villages.length);
       showDraft();
     } catch (err) {
-      els.result.textContent = t('error.request', { message: err.message });
+      els.result.textContent = errorText(err);
     }
   }
 
@@ -228,7 +231,7 @@ export function createChairPanel(root, ctx) {
       els.alertId.disabled = true;
       showDraft();
     } catch (err) {
-      els.result.textContent = t('error.request', { message: err.message });
+      els.result.textContent = errorText(err);
     }
   }
 
@@ -280,15 +283,17 @@ export function createChairPanel(root, ctx) {
         els.result.textContent = t('chair.cancelled', { id: alert.alert_id });
         if (draft.editing === alert.alert_id) reset();
       } catch (err) {
-        els.result.textContent = t('error.request', { message: err.message });
+        els.result.textContent = errorText(err);
       }
     },
   };
 }
 
 /**
- * The operator's panel: a destination (village or task) and the teams to
- * send, best first; one click assigns (`POST /api/v1/tasks`).
+ * The assignment panel (operators and chairs): a destination (village or
+ * task) and the teams to send, best first; one click assigns
+ * (`POST /api/v1/tasks`), and accepting an engine proposal is the same
+ * assignment.
  */
 export function createOperatorPanel(root, ctx) {
   let target = null; // {village_id?, site_id?, alert_id?, name, lat, lon}
@@ -329,7 +334,7 @@ export function createOperatorPanel(root, ctx) {
       await ctx.api.post('/api/v1/tasks', body);
       result.textContent = t('operator.assigned', { team: team.team_id });
     } catch (err) {
-      result.textContent = t('error.request', { message: err.message });
+      result.textContent = errorText(err);
     }
   }
 
@@ -357,4 +362,72 @@ export function createOperatorPanel(root, ctx) {
     },
     refresh: render,
   };
+}
+
+/** Entries the audit panel asks for. */
+export const AUDIT_LIMIT = 50;
+
+/** The audit panel refreshes itself this often while the tab is visible. */
+export const AUDIT_EVERY_MS = 30_000;
+
+/** Outcomes the audit panel can show; `all` sends no filter. */
+export const AUDIT_OUTCOMES = ['refused', 'rejected', 'all'];
+
+/** The audit query for `outcome` (one of {@link AUDIT_OUTCOMES}): newest first, at most `limit`. */
+export function auditPath(outcome = 'refused', limit = AUDIT_LIMIT) {
+  const q = new URLSearchParams();
+  if (outcome && outcome !== 'all') q.set('outcome', outcome);
+  q.set('limit', String(limit));
+  return `/api/v1/audit?${q}`;
+}
+
+/**
+ * The audit panel (operators and chairs): recent refusals by default
+ * (who tried what, and the server's reason), or rejections, or
+ * everything; refreshed on demand and every {@link AUDIT_EVERY_MS}.
+ * `ctx` gives `{api}`.
+ */
+export function createAuditPanel(root, ctx) {
+  const outcome = select('outcome', AUDIT_OUTCOMES, (o) => t(`audit.outcome.${o}`));
+  const board = h('div', { id: 'board-audit' });
+  const status = h('p', { class: 'muted', role: 'status' });
+  outcome.addEventListener('change', () => refresh());
+  root.replaceChildren(
+    h('h2', {}, t('audit.title')),
+    h(
+      'div',
+      { class: 'controls' },
+      h('label', {}, `${t('audit.outcome')} `, outcome),
+      h('button', { type: 'button', name: 'refresh-audit', onclick: () => refresh() }, t('audit.refresh')),
+    ),
+    board,
+    status,
+  );
+  root.hidden = false;
+
+  // One request at a time; a click during one waits for it.
+  let loading = null;
+  function refresh() {
+    if (loading) return loading;
+    loading = ctx.api
+      .get(auditPath(outcome.value))
+      .then((answer) => {
+        renderAudit(board, answer);
+        status.textContent = t('audit.updated', { time: new Date().toLocaleTimeString([], { hourCycle: 'h23' }) });
+        root.dataset.loaded = String(Number(root.dataset.loaded || 0) + 1);
+      })
+      .catch((err) => {
+        status.textContent = errorText(err);
+      })
+      .finally(() => {
+        loading = null;
+      });
+    return loading;
+  }
+
+  refresh();
+  const timer = setInterval(() => {
+    if (!document.hidden) refresh();
+  }, AUDIT_EVERY_MS);
+  return { refresh, stop: () => clearInterval(timer) };
 }
