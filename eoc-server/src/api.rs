@@ -412,7 +412,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let s = &state.scenario;
     let body = json!({
         "ready": ready,
-        "journal": {"replayed": ready, "entries_at_start": r.journal_entries(), "seq": state.bus.seq()},
+        "journal": {
+            "replayed": ready,
+            "restored_from_row": r.restored_row(),
+            "entries_at_start": r.journal_entries(),
+            "seq": state.bus.seq(),
+        },
         "mqtt": {"state": mqtt.as_str(), "detail": detail},
         "scenario": {
             "source": s.source, "villages": s.villages, "sites": s.sites, "teams": s.teams,

@@ -250,6 +250,7 @@ impl MqttState {
 pub struct Readiness {
     journal_ready: AtomicBool,
     journal_entries: AtomicU64,
+    restored_row: AtomicU64,
     mqtt: Mutex<MqttState>,
     mqtt_detail: Mutex<Option<String>>,
 }
@@ -259,6 +260,7 @@ impl Default for Readiness {
         Readiness {
             journal_ready: AtomicBool::new(false),
             journal_entries: AtomicU64::new(0),
+            restored_row: AtomicU64::new(0),
             mqtt: Mutex::new(MqttState::Disabled),
             mqtt_detail: Mutex::new(None),
         }
@@ -267,7 +269,8 @@ impl Default for Readiness {
 
 impl Readiness {
     /// Marks the journal replayed (`entries` rows) and the writer running.
-    pub fn set_journal_ready(&self, entries: u64) {
+    pub fn set_journal_ready(&self, restored_row: u64, entries: u64) {
+        self.restored_row.store(restored_row, Ordering::Release);
         self.journal_entries.store(entries, Ordering::Release);
         self.journal_ready.store(true, Ordering::Release);
     }
@@ -277,9 +280,15 @@ impl Readiness {
         self.journal_ready.load(Ordering::Acquire)
     }
 
-    /// Journal rows replayed at start.
+    /// Journal entries applied at start (those after the restored state).
     pub fn journal_entries(&self) -> u64 {
         self.journal_entries.load(Ordering::Acquire)
+    }
+
+    /// The journal row whose stored state the start restored (0: none, a
+    /// full replay).
+    pub fn restored_row(&self) -> u64 {
+        self.restored_row.load(Ordering::Acquire)
     }
 
     /// Records the MQTT edge's state, with an optional reason (the last

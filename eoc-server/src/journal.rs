@@ -13,11 +13,15 @@
 //! Checkpoints copy the WAL into the database at SQLite's automatic
 //! threshold and at shutdown.
 //!
-//! Checkpoints of state: the engine's state has no serialised form yet, so
-//! the journal is kept whole and replayed in full at start. Every
-//! `snapshot_every` entries (and at shutdown) the writer stores the
-//! snapshot JSON reached at that row; replay compares the state it rebuilds
-//! with the last one, which proves replay exact (or reports where not).
+//! Checkpoints of state: every `snapshot_every` entries (and at shutdown)
+//! the writer stores, with the row it was reached at, the engine's whole
+//! state ([`crate::core::engine::EngineState`], with the message ids still
+//! deduplicated) and the snapshot view clients get. A start restores the
+//! last state and applies only the entries after it, so restart time is
+//! bounded by `snapshot_every`, not by the journal's length; the view
+//! proves the restore exact (or the writer falls back to a full replay).
+//! The entries themselves are all kept: they are the record of what was
+//! done, by whom and when.
 
 use std::path::Path;
 
@@ -73,6 +77,9 @@ pub struct Checkpoint {
     pub now_ms: i64,
     /// `Engine::snapshot(seq, now_ms)` as JSON.
     pub snapshot_json: String,
+    /// The writer's whole state at `row` as JSON, to restore from; `None` in
+    /// checkpoints written before states were stored.
+    pub state_json: Option<String>,
 }
 
 /// The open journal.
@@ -140,9 +147,16 @@ impl Journal {
                 row       INTEGER PRIMARY KEY,
                 seq       INTEGER NOT NULL,
                 now_ms    INTEGER NOT NULL,
-                snapshot  TEXT NOT NULL
+                snapshot  TEXT NOT NULL,
+                state     TEXT
             );",
         )?;
+        // Journals made before states were stored lack the column.
+        let has_state: bool =
+            conn.prepare("SELECT 1 FROM pragma_table_info('checkpoints') WHERE name = 'state'")?.exists([])?;
+        if !has_state {
+            conn.execute_batch("ALTER TABLE checkpoints ADD COLUMN state TEXT;")?;
+        }
         Ok(Journal { conn })
     }
 
@@ -170,11 +184,21 @@ impl Journal {
     }
 
     /// Calls `f` on every entry in order. Stops at the first error.
-    pub fn replay(&self, mut f: impl FnMut(Entry) -> Result<(), JournalError>) -> Result<u64, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT row, now_ms, edge, by, msg_id, kind, body FROM entries ORDER BY row")?;
-        let mut rows = stmt.query([])?;
+    pub fn replay(&self, f: impl FnMut(Entry) -> Result<(), JournalError>) -> Result<u64, JournalError> {
+        self.replay_after(0, f)
+    }
+
+    /// Calls `f` on every entry after row `after`, in order. Stops at the
+    /// first error.
+    pub fn replay_after(
+        &self,
+        after: i64,
+        mut f: impl FnMut(Entry) -> Result<(), JournalError>,
+    ) -> Result<u64, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT row, now_ms, edge, by, msg_id, kind, body FROM entries WHERE row > ?1 ORDER BY row",
+        )?;
+        let mut rows = stmt.query([after])?;
         let mut n = 0;
         while let Some(r) = rows.next()? {
             let row: i64 = r.get(0)?;
@@ -200,11 +224,14 @@ impl Journal {
     /// Stores the snapshot reached after `row`.
     pub fn store_checkpoint(&mut self, c: &Checkpoint) -> Result<(), JournalError> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO checkpoints (row, seq, now_ms, snapshot) VALUES (?1, ?2, ?3, ?4)",
-            params![c.row, i64::try_from(c.seq).unwrap_or(i64::MAX), c.now_ms, c.snapshot_json],
+            "INSERT OR REPLACE INTO checkpoints (row, seq, now_ms, snapshot, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![c.row, i64::try_from(c.seq).unwrap_or(i64::MAX), c.now_ms, c.snapshot_json, c.state_json],
         )?;
-        // Older checkpoints are never read again.
-        self.conn.execute("DELETE FROM checkpoints WHERE row < ?1", params![c.row])?;
+        // The one before is kept too, in case the last cannot be used.
+        self.conn.execute(
+            "DELETE FROM checkpoints WHERE row NOT IN (SELECT row FROM checkpoints ORDER BY row DESC LIMIT 2)",
+            [],
+        )?;
         Ok(())
     }
 
@@ -213,7 +240,7 @@ impl Journal {
         Ok(self
             .conn
             .query_row(
-                "SELECT row, seq, now_ms, snapshot FROM checkpoints ORDER BY row DESC LIMIT 1",
+                "SELECT row, seq, now_ms, snapshot, state FROM checkpoints ORDER BY row DESC LIMIT 1",
                 [],
                 |r| {
                     Ok(Checkpoint {
@@ -221,6 +248,7 @@ impl Journal {
                         seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
                         now_ms: r.get(2)?,
                         snapshot_json: r.get(3)?,
+                        state_json: r.get(4)?,
                     })
                 },
             )

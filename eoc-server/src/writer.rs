@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::bus::{Accepted, Bus, Published, Readiness, Request, Submission, SubmitError};
 use crate::config::JournalConfig;
-use crate::core::engine::Engine;
+use crate::core::engine::{Engine, EngineState};
 use crate::journal::{Checkpoint, Journal, JournalError};
 use crate::metrics::{Metrics, Outcome};
 
@@ -70,8 +70,17 @@ pub enum WriterMsg {
     Stop,
 }
 
+/// What a checkpoint stores to restore from: the engine's state and the
+/// message ids still remembered for deduplication, oldest first.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredState {
+    engine: EngineState,
+    seen: Vec<(String, i64)>,
+}
+
 /// Message ids applied recently, bounded by [`DEDUP_WINDOW_MS`] and
-/// [`DEDUP_MAX`]. Rebuilt from the journal at start.
+/// [`DEDUP_MAX`]. Restored with the state at start, then rebuilt from the
+/// journal entries after it.
 #[derive(Debug, Default)]
 struct Seen {
     ids: HashMap<String, i64>,
@@ -81,6 +90,11 @@ struct Seen {
 impl Seen {
     fn contains(&self, id: &str) -> bool {
         self.ids.contains_key(id)
+    }
+
+    /// Every remembered id with when it was applied, oldest first.
+    fn entries(&self) -> Vec<(String, i64)> {
+        self.order.iter().map(|(at, id)| (id.clone(), *at)).collect()
     }
 
     fn insert(&mut self, id: &str, now_ms: i64) {
@@ -213,17 +227,61 @@ impl Writer {
         Ok(())
     }
 
-    /// Rebuilds the state, `seq` and the deduplication set from the
-    /// journal, holding the engine's write lock throughout.
+    /// Restores the last checkpoint's state into `engine` (fresh), checking
+    /// it against the view stored with it. `Some((row, seq))` to replay
+    /// after; `None` (engine untouched or put back) for a full replay.
+    fn restore(&mut self, engine: &mut Engine, checkpoint: Option<&Checkpoint>) -> Option<(i64, u64)> {
+        let c = checkpoint?;
+        let json = c.state_json.as_deref()?;
+        let stored: StoredState = match serde_json::from_str(json) {
+            Ok(s) => s,
+            Err(err) => {
+                warn!(row = c.row, error = %err, "the stored state cannot be read; replaying the whole journal");
+                return None;
+            }
+        };
+        let pristine = engine.clone();
+        if let Err(why) = engine.restore(stored.engine) {
+            warn!(row = c.row, reason = %why, "the stored state does not fit; replaying the whole journal");
+            return None;
+        }
+        let view = serde_json::to_string(&engine.snapshot(c.seq, c.now_ms)).unwrap_or_default();
+        if view != c.snapshot_json {
+            error!(
+                row = c.row,
+                "the restored state differs from the view stored with it; replaying the whole journal"
+            );
+            *engine = pristine;
+            return None;
+        }
+        for (id, at_ms) in &stored.seen {
+            self.seen.insert(id, *at_ms);
+        }
+        Some((c.row, c.seq))
+    }
+
+    /// Rebuilds the state, `seq` and the deduplication set: the last
+    /// checkpoint's state, then the journal entries after it (all of them
+    /// if there is no usable state), holding the engine's write lock
+    /// throughout.
     fn replay(&mut self) -> Result<(), JournalError> {
         let started = Instant::now();
         let checkpoint = self.journal.last_checkpoint()?;
-        let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
-        let mut seq = 0u64;
+        let engine_lock = self.engine.clone();
+        let mut engine = engine_lock.write().unwrap_or_else(PoisonError::into_inner);
+        let restored = self.restore(&mut engine, checkpoint.as_ref());
+        let (after, mut seq) = restored.unwrap_or((0, 0));
         let seen = &mut self.seen;
-        let (mut last_row, mut last_now_ms) = (0, 0);
+        let (mut last_row, mut last_now_ms) = match (&restored, &checkpoint) {
+            (Some(_), Some(c)) => (c.row, c.now_ms),
+            _ => (0, 0),
+        };
         let mut verified = None;
-        let entries = self.journal.replay(|entry| {
+        if let (Some(_), Some(c)) = (&restored, &checkpoint) {
+            info!(row = c.row, seq, "restored the state stored at this row");
+            verified = Some(true);
+        }
+        let entries = self.journal.replay_after(after, |entry| {
             let s = &entry.submission;
             if let Ok(deltas) = engine.apply(&s.command, &s.by, entry.now_ms) {
                 seq += deltas.len() as u64;
@@ -247,10 +305,16 @@ impl Writer {
             (_, Some(c)) => warn!(row = c.row, last_row, "the stored checkpoint is beyond the journal's end"),
             _ => {}
         }
-        info!(entries, seq, elapsed_ms = started.elapsed().as_millis() as u64, "journal replayed");
+        info!(
+            entries_applied = entries,
+            from_row = after,
+            seq,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "journal replayed"
+        );
         self.seq.store(seq, Ordering::Release);
         (self.last_row, self.last_now_ms) = (last_row, last_now_ms);
-        self.readiness.set_journal_ready(entries);
+        self.readiness.set_journal_ready(u64::try_from(after).unwrap_or(0), entries);
         Ok(())
     }
 
@@ -392,15 +456,17 @@ impl Writer {
             return Ok(());
         }
         let seq = self.seq.load(Ordering::Acquire);
-        let snapshot_json = {
+        let (snapshot_json, state_json) = {
             let engine = self.engine.read().unwrap_or_else(PoisonError::into_inner);
-            serde_json::to_string(&engine.snapshot(seq, self.last_now_ms))?
+            let stored = StoredState { engine: engine.export_state(), seen: self.seen.entries() };
+            (serde_json::to_string(&engine.snapshot(seq, self.last_now_ms))?, serde_json::to_string(&stored)?)
         };
         self.journal.store_checkpoint(&Checkpoint {
             row: self.last_row,
             seq,
             now_ms: self.last_now_ms,
             snapshot_json,
+            state_json: Some(state_json),
         })?;
         self.since_checkpoint = 0;
         Ok(())

@@ -50,6 +50,8 @@ async fn start(data: &Path) -> (Child, SocketAddr) {
         .arg(data)
         .current_dir(data)
         .env("RUST_LOG", "info")
+        // Store the state often, so restarts restore one and apply the rest.
+        .env("EOC_JOURNAL__SNAPSHOT_EVERY", "10")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -132,6 +134,13 @@ async fn kill_9_mid_burst_of_accepted_and_refused_loses_nothing_acknowledged() {
         .unwrap()
         .trim()
         .to_owned();
+    // Twenty positions one at a time first: states are stored at rows 10
+    // and 20 before the burst, whatever the burst's batches look like.
+    for i in 1000..1020 {
+        let path = format!("/api/v1/teams/{TEAM}/position");
+        assert_eq!(request_as(addr, &chair, "POST", &path, &position(i).to_string()).await.0, 200);
+    }
+    assert_eq!(request_as(addr, &forger, "GET", "/api/v1/me", "").await.0, 200);
     let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
     let (refused_tx, mut refused_rx) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..400 {
@@ -176,6 +185,11 @@ async fn kill_9_mid_burst_of_accepted_and_refused_loses_nothing_acknowledged() {
     assert!(!refused.is_empty() && refused.iter().all(|i| i % 4 == 3), "{refused:?}");
 
     let (mut child, addr) = start(dir.path()).await;
+    let (_, ready) = request(addr, "GET", "/readyz", "").await;
+    assert!(
+        ready["journal"]["restored_from_row"].as_u64().unwrap() > 0,
+        "a stored state was restored: {ready}"
+    );
     let path = format!("/api/v1/teams/{TEAM}/position");
     for &i in &acked {
         let (status, ack) = request_as(addr, &chair, "POST", &path, &position(i).to_string()).await;

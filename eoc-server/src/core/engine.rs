@@ -92,11 +92,12 @@ pub enum Command {
 }
 
 /// Index of a task in the engine's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct TaskIdx(pub u32);
 
 /// Where a task sends a team.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// A village.
     Village(VillageIdx),
@@ -105,7 +106,7 @@ pub enum Target {
 }
 
 /// A team sent somewhere.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     /// Stable id (`task-N`, N counting from 1 in creation order).
     pub id: String,
@@ -135,7 +136,7 @@ impl Task {
 }
 
 /// An alert as held by the engine.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// The last message that shaped it (a cancel keeps the message before it).
     pub msg: AlertMsg,
@@ -151,7 +152,9 @@ pub struct Alert {
     pub cancelled: bool,
     /// Whether it has expired.
     pub expired: bool,
-    /// The hazard, if eoc models it.
+    /// The hazard, if eoc models it. Not in state snapshots: it is a
+    /// function of `msg` ([`hazard_of`]), recomputed when one is restored.
+    #[serde(skip)]
     pub hazard: Option<Hazard>,
     /// Affected villages, most exposed first.
     pub exposures: Vec<Exposure>,
@@ -1336,4 +1339,194 @@ fn round2(x: f64) -> f64 {
 /// Default values for the CAP fields of alerts made by tools (what-if).
 pub fn default_cap() -> (Urgency, Severity, Certainty) {
     (Urgency::Immediate, Severity::Severe, Certainty::Observed)
+}
+
+// ---- state snapshots ------------------------------------------------------
+
+/// A team's state beyond the scenario.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct TeamState {
+    status: TeamStatus,
+    at: LatLon,
+    accuracy_m: Option<f64>,
+    position_at_ms: Option<i64>,
+    battery_pct: Option<f64>,
+    last_seen_ms: Option<i64>,
+}
+
+/// A site's state beyond the scenario.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SiteState {
+    capacity: u32,
+    occupancy: u32,
+    status: SiteStatus,
+    services: Vec<eoc_protocol::types::Service>,
+    updated_at_ms: Option<i64>,
+}
+
+/// Everything the engine holds beyond its scenario and configuration:
+/// [`Engine::restore`] on an engine fresh from the same scenario and
+/// configuration gives back an engine that answers and changes exactly as
+/// this one would. The journal stores one with each checkpoint, so a
+/// restart applies only the entries after it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EngineState {
+    /// [`Engine::fingerprint`] of the engine it was taken from.
+    fingerprint: u64,
+    teams: Vec<TeamState>,
+    sites: Vec<SiteState>,
+    alerts: Vec<Alert>,
+    tasks: Vec<Task>,
+    team_task: Vec<Option<TaskIdx>>,
+    village_task: Vec<((usize, VillageIdx), TaskIdx)>,
+    site_allocated: Vec<u32>,
+}
+
+/// FNV-1a over `bytes`, continuing from `h`.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl Engine {
+    /// Identifies the scenario (every id, position and capacity as loaded)
+    /// and the configuration: a state from another is refused.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = fnv(0xcbf2_9ce4_8422_2325, format!("{:?}", self.config).as_bytes());
+        for v in self.world.villages() {
+            h = fnv(h, format!("{}|{:?}|{}|{:?}", v.id, v.at, v.population, v.district).as_bytes());
+        }
+        for s in self.world.sites() {
+            h = fnv(h, format!("{}|{:?}|{:?}", s.id, s.at, s.kind).as_bytes());
+        }
+        for t in self.world.teams() {
+            h = fnv(h, format!("{}|{:?}|{:?}", t.id, t.skills, t.devices).as_bytes());
+        }
+        h
+    }
+
+    /// The state to snapshot.
+    pub fn export_state(&self) -> EngineState {
+        let mut village_task: Vec<_> = self.village_task.iter().map(|(&k, &v)| (k, v)).collect();
+        village_task.sort_unstable();
+        EngineState {
+            fingerprint: self.fingerprint(),
+            teams: self
+                .world
+                .teams()
+                .iter()
+                .map(|t| TeamState {
+                    status: t.status,
+                    at: t.at,
+                    accuracy_m: t.accuracy_m,
+                    position_at_ms: t.position_at_ms,
+                    battery_pct: t.battery_pct,
+                    last_seen_ms: t.last_seen_ms,
+                })
+                .collect(),
+            sites: self
+                .world
+                .sites()
+                .iter()
+                .map(|s| SiteState {
+                    capacity: s.capacity,
+                    occupancy: s.occupancy,
+                    status: s.status,
+                    services: s.services.clone(),
+                    updated_at_ms: s.updated_at_ms,
+                })
+                .collect(),
+            alerts: self.alerts.clone(),
+            tasks: self.tasks.clone(),
+            team_task: self.team_task.clone(),
+            village_task,
+            site_allocated: self.site_allocated.clone(),
+        }
+    }
+
+    /// Restores `state` into this engine, which must be fresh (no alert,
+    /// no task) and built from the same scenario and configuration. On an
+    /// error nothing has changed.
+    pub fn restore(&mut self, state: EngineState) -> Result<(), String> {
+        if !self.alerts.is_empty() || !self.tasks.is_empty() {
+            return Err("the engine is not fresh".to_owned());
+        }
+        if state.fingerprint != self.fingerprint() {
+            return Err("the state was taken from another scenario or configuration".to_owned());
+        }
+        let (teams, sites, villages) =
+            (self.world.teams().len(), self.world.sites().len(), self.world.villages().len());
+        let tasks = state.tasks.len();
+        let bad = |what: &str| Err(format!("the state is inconsistent: {what}"));
+        if state.teams.len() != teams || state.team_task.len() != teams {
+            return bad("team count");
+        }
+        if state.sites.len() != sites || state.site_allocated.len() != sites {
+            return bad("site count");
+        }
+        let team_ok = |t: TeamIdx| t.get() < teams;
+        let village_ok = |v: VillageIdx| v.get() < villages;
+        let task_ok = |k: TaskIdx| (k.0 as usize) < tasks;
+        for task in &state.tasks {
+            let target_ok = match task.target {
+                Target::Village(v) => village_ok(v),
+                Target::Site(s) => s.get() < sites,
+            };
+            if !team_ok(task.team) || !target_ok || task.alert.is_some_and(|a| a >= state.alerts.len()) {
+                return bad("a task names an unknown object");
+            }
+        }
+        if state.team_task.iter().flatten().any(|&k| !task_ok(k))
+            || state
+                .village_task
+                .iter()
+                .any(|&((a, v), k)| a >= state.alerts.len() || !village_ok(v) || !task_ok(k))
+        {
+            return bad("a live task is unknown");
+        }
+        for a in &state.alerts {
+            let flows_ok = a.allocation.flows.iter().all(|f| village_ok(f.village) && f.site.get() < sites);
+            let exposures_ok = a.exposures.iter().all(|e| village_ok(e.village));
+            let refused_ok = a.refused.iter().all(|&(v, t)| village_ok(v) && team_ok(t));
+            if !flows_ok || !exposures_ok || !refused_ok || a.candidates.iter().any(|s| s.get() >= sites) {
+                return bad("an alert names an unknown object");
+            }
+        }
+        let mut alerts = state.alerts;
+        for a in &mut alerts {
+            a.hazard = hazard_of(&a.msg).map_err(|p| format!("alert {}: {p}", a.msg.alert_id))?;
+        }
+        for (i, t) in state.teams.into_iter().enumerate() {
+            let idx = TeamIdx(i as u32);
+            let team = self.world.team_mut(idx);
+            team.status = t.status;
+            team.accuracy_m = t.accuracy_m;
+            team.position_at_ms = t.position_at_ms;
+            team.battery_pct = t.battery_pct;
+            team.last_seen_ms = t.last_seen_ms;
+            if team.at != t.at {
+                self.world.move_team(idx, t.at);
+            }
+        }
+        for (i, s) in state.sites.into_iter().enumerate() {
+            let site = self.world.site_mut(SiteIdx(i as u32));
+            site.capacity = s.capacity;
+            site.occupancy = s.occupancy;
+            site.status = s.status;
+            site.services = s.services;
+            site.updated_at_ms = s.updated_at_ms;
+        }
+        self.alert_ids = alerts.iter().enumerate().map(|(i, a)| (a.msg.alert_id.clone(), i)).collect();
+        self.alerts = alerts;
+        self.task_ids =
+            state.tasks.iter().enumerate().map(|(k, t)| (t.id.clone(), TaskIdx(k as u32))).collect();
+        self.tasks = state.tasks;
+        self.team_task = state.team_task;
+        self.village_task = state.village_task.into_iter().collect();
+        self.site_allocated = state.site_allocated;
+        Ok(())
+    }
 }

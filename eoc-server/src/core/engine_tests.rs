@@ -534,6 +534,93 @@ fn replaying_the_same_commands_gives_the_same_state() {
     assert_eq!(run(), run());
 }
 
+/// A state snapshot taken at any point of a history and restored into a
+/// fresh engine behaves exactly like the engine it was taken from: same
+/// deltas for every later command, same final state.
+#[test]
+fn a_restored_state_continues_exactly_like_the_original() {
+    let position = |id: &str, team: &str, lon: f64, ms: i64| {
+        Command::TeamPosition(TeamPositionMsg {
+            envelope: env(id, ms),
+            team_id: Some(team.to_owned()),
+            lat: 38.9,
+            lon,
+            accuracy_m: Some(9.0),
+            at: Some(from_ms(ms)),
+            battery_pct: Some(55.0),
+            speed_mps: None,
+            heading_deg: None,
+            altitude_m: None,
+        })
+    };
+    let capacity = |id: &str, site: &str, capacity: i64, ms: i64| {
+        Command::SiteCapacity(SiteCapacityMsg {
+            envelope: env(id, ms),
+            site_id: Some(site.to_owned()),
+            capacity: Some(capacity),
+            occupancy: Some(5),
+            status: None,
+            services: Some(vec![Service::Water, Service::Health]),
+            note: None,
+        })
+    };
+    let minute = 60 * 1000;
+    let cmds: Vec<(Command, i64)> = vec![
+        (quake("m1", "A1", AlertStatus::Actual, 6.5), T0),
+        (position("p1", "t-med", 70.2, T0 + minute), T0 + minute),
+        (capacity("c1", "s-a", 40, T0 + 2 * minute), T0 + 2 * minute),
+        (task_update("a1", "task-1", TaskState::Acknowledged), T0 + 3 * minute),
+        (task_update("d2", "task-2", TaskState::Declined), T0 + 4 * minute),
+        (quake("m2", "A2", AlertStatus::Exercise, 6.0), T0 + 5 * minute),
+        (Command::Tick, T0 + 20 * minute),
+        (task_update("a3", "task-1", TaskState::EnRoute), T0 + 21 * minute),
+        (position("p2", "t-sr2", 71.0, T0 + 22 * minute), T0 + 22 * minute),
+        (capacity("c2", "s-b", 2000, T0 + 23 * minute), T0 + 23 * minute),
+        (task_update("a4", "task-1", TaskState::Completed), T0 + 24 * minute),
+        (Command::Tick, T0 + 40 * minute),
+    ];
+    for cut in 0..=cmds.len() {
+        let mut original = engine();
+        for (c, ms) in &cmds[..cut] {
+            let _ = original.apply(c, "someone", *ms);
+        }
+        let json = serde_json::to_string(&original.export_state()).unwrap();
+        let mut restored = engine();
+        restored.restore(serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(snapshot_json(&restored), snapshot_json(&original), "right after restoring at {cut}");
+        for (c, ms) in &cmds[cut..] {
+            let a = original.apply(c, "someone", *ms).map_err(|p| p.to_string());
+            let b = restored.apply(c, "someone", *ms).map_err(|p| p.to_string());
+            assert_eq!(a, b, "cut at {cut}, command at {ms}");
+        }
+        assert_eq!(snapshot_json(&restored), snapshot_json(&original), "cut at {cut}");
+    }
+}
+
+/// A state is refused by an engine of another scenario or configuration,
+/// or one that already holds alerts, and refusing it changes nothing.
+#[test]
+fn a_state_from_elsewhere_is_refused() {
+    let mut original = engine();
+    original.apply(&quake("m1", "A1", AlertStatus::Actual, 6.5), "chair", T0).unwrap();
+    let state = original.export_state();
+    let mut config = EngineConfig::default();
+    config.dispatch.ack_timeout_ms += 1;
+    let mut other_config = Engine::new(world(), config);
+    assert!(other_config.restore(state.clone()).unwrap_err().contains("another scenario"));
+    let mut busy = engine();
+    busy.apply(&quake("m9", "A9", AlertStatus::Actual, 6.0), "chair", T0).unwrap();
+    let before = snapshot_json(&busy);
+    assert!(busy.restore(state.clone()).unwrap_err().contains("not fresh"));
+    assert_eq!(snapshot_json(&busy), before);
+    let mut tampered = serde_json::to_value(&state).unwrap();
+    tampered["tasks"][0]["team"] = serde_json::json!(99);
+    let mut fresh = engine();
+    let err = fresh.restore(serde_json::from_value(tampered).unwrap()).unwrap_err();
+    assert!(err.contains("inconsistent"), "{err}");
+    assert_eq!(snapshot_json(&fresh), snapshot_json(&engine()));
+}
+
 #[test]
 fn timestamps_convert_both_ways() {
     let t: DateTime<Utc> = from_ms(T0);

@@ -19,6 +19,21 @@ pub struct LatLon {
     lon: f64,
 }
 
+/// Written as `[lat, lon]` (the engine's state snapshots); read back through
+/// [`LatLon::new`], so a snapshot cannot smuggle in an invalid point.
+impl serde::Serialize for LatLon {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.lat, self.lon).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LatLon {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LatLon, D::Error> {
+        let (lat, lon) = <(f64, f64)>::deserialize(d)?;
+        LatLon::new(lat, lon).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a coordinate pair is not a point on Earth.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 pub enum CoordError {

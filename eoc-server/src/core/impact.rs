@@ -239,7 +239,7 @@ impl Area {
 }
 
 /// How one village is hit.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exposure {
     /// The village.
     pub village: VillageIdx,

@@ -48,7 +48,7 @@ pub struct Supply {
 }
 
 /// People of a village sent to a site.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Flow {
     /// From.
     pub village: VillageIdx,
@@ -64,7 +64,7 @@ pub struct Flow {
 ///
 /// Two allocations are equal when their flows and shortfalls are; the
 /// warm-start prices they carry are a hint for [`reallocate`], not a result.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Allocation {
     /// People sent, grouped by village in demand order.
     pub flows: Vec<Flow>,
@@ -95,14 +95,14 @@ impl PartialEq for Allocation {
 /// What [`reallocate`] needs beyond the flows: the distance limit they were
 /// made under and each site's price (the extra metres a person placed there
 /// is worth, zero where there is room).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct WarmStart {
     max_distance_m: f64,
     prices: Vec<PriceHint>,
 }
 
 /// The price of one site, with where the site was when it was priced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct PriceHint {
     site: SiteIdx,
     at: LatLon,
