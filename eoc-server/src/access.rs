@@ -17,7 +17,7 @@ use eoc_protocol::validate::Problems;
 use crate::audit::{Audit, AuditOutcome, AuditRecord};
 use crate::auth::verifier::Verifier;
 use crate::auth::{Principal, Role, policy};
-use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
+use crate::bus::{Accepted, Bus, Edge, Queued, Submission, SubmitError};
 use crate::config::AccessConfig;
 use crate::core::engine::Command;
 use crate::metrics::Outcome;
@@ -111,6 +111,40 @@ pub fn describe(cmd: &Command) -> (&'static str, Option<String>) {
     }
 }
 
+/// A command past the gate, in the writer's queue.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    access: &'a Access,
+    queued: Queued,
+    record: AuditRecord,
+}
+
+impl Admitted<'_> {
+    /// The writer's answer, audited.
+    pub async fn answer(self) -> Result<Accepted, SubmitError> {
+        let result = self.queued.answer().await;
+        self.access.audit.record(outcome_record(self.record, &result));
+        result
+    }
+}
+
+/// `record` completed with what became of the command.
+fn outcome_record(mut record: AuditRecord, result: &Result<Accepted, SubmitError>) -> AuditRecord {
+    record.outcome = match result {
+        Ok(Accepted::Applied { .. }) => AuditOutcome::Accepted,
+        Ok(Accepted::Duplicate) => AuditOutcome::Duplicate,
+        Err(SubmitError::Rejected(p)) => {
+            record = with_problems(record, p);
+            AuditOutcome::Rejected
+        }
+        Err(SubmitError::Unavailable(why)) => {
+            record = record.why("unavailable", why);
+            AuditOutcome::Refused
+        }
+    };
+    record
+}
+
 /// Credentials, rules, limits and the audit trail, shared by the edges.
 #[derive(Debug)]
 pub struct Access {
@@ -130,12 +164,20 @@ impl Access {
     /// Submits `s` on behalf of `who` (whose name replaces `s.by`) after the
     /// rate limit and the rule book, and audits the outcome. A refusal is a
     /// `Rejected` error whose code is `rate_limited` or `forbidden`.
-    pub async fn submit(
+    pub async fn submit(&self, bus: &Bus, who: &Principal, s: Submission) -> Result<Accepted, SubmitError> {
+        self.enqueue(bus, who, s).await?.answer().await
+    }
+
+    /// [`Access::submit`] in two steps: the limit, the rule book and the
+    /// writer's queue now, in the caller's order; the answer (and its audit
+    /// record) when the caller awaits [`Admitted::answer`]. A refusal by
+    /// limit or rule book is audited here.
+    pub async fn enqueue(
         &self,
         bus: &Bus,
         who: &Principal,
         mut s: Submission,
-    ) -> Result<Accepted, SubmitError> {
+    ) -> Result<Admitted<'_>, SubmitError> {
         s.by.clone_from(&who.name);
         let (action, target) = describe(&s.command);
         let mut record =
@@ -152,21 +194,13 @@ impl Access {
             self.audit.record(with_problems(record, &problems));
             return Err(SubmitError::Rejected(problems));
         }
-        let result = bus.submit(s).await;
-        record.outcome = match &result {
-            Ok(Accepted::Applied { .. }) => AuditOutcome::Accepted,
-            Ok(Accepted::Duplicate) => AuditOutcome::Duplicate,
-            Err(SubmitError::Rejected(p)) => {
-                record = with_problems(record, p);
-                AuditOutcome::Rejected
+        match bus.enqueue(s).await {
+            Ok(queued) => Ok(Admitted { access: self, queued, record }),
+            Err(err) => {
+                self.audit.record(outcome_record(record, &Err(err.clone())));
+                Err(err)
             }
-            Err(SubmitError::Unavailable(why)) => {
-                record = record.why("unavailable", why);
-                AuditOutcome::Refused
-            }
-        };
-        self.audit.record(record);
-        result
+        }
     }
 
     /// Audits a request refused before it became a command: `by` is the

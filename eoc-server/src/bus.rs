@@ -100,6 +100,28 @@ pub struct Published {
     pub json: Arc<str>,
 }
 
+/// A command in the writer's queue: await [`Queued::answer`] for the
+/// outcome (durable and applied, a duplicate, or refused).
+#[derive(Debug)]
+pub struct Queued {
+    reply_rx: oneshot::Receiver<Result<Accepted, SubmitError>>,
+    edge: Edge,
+    metrics: Arc<Metrics>,
+}
+
+impl Queued {
+    /// The writer's answer.
+    pub async fn answer(self) -> Result<Accepted, SubmitError> {
+        match self.reply_rx.await {
+            Ok(result) => result,
+            Err(_) => {
+                self.metrics.message(self.edge, Outcome::Unavailable);
+                Err(SubmitError::Unavailable("the writer stopped before answering".to_owned()))
+            }
+        }
+    }
+}
+
 /// A submission with the handle its answer goes back on.
 #[derive(Debug)]
 pub struct Request {
@@ -150,19 +172,21 @@ impl Bus {
     /// applied (`Ok`), a duplicate, or refused. Cancel-safe in the sense
     /// that dropping the future never undoes a command already queued.
     pub async fn submit(&self, s: Submission) -> Result<Accepted, SubmitError> {
+        self.enqueue(s).await?.answer().await
+    }
+
+    /// Queues a command for the writer and returns at once with the handle
+    /// its answer comes on. Commands queued one after another by one task
+    /// are applied in that order, so an edge can keep many in flight and
+    /// still answer them in order ([`Queued::answer`]).
+    pub async fn enqueue(&self, s: Submission) -> Result<Queued, SubmitError> {
         let edge = s.edge;
         let (reply_tx, reply_rx) = oneshot::channel();
         if self.shared.writer_tx.send(WriterMsg::Submit(Request { submission: s, reply_tx })).await.is_err() {
             self.shared.metrics.message(edge, Outcome::Unavailable);
             return Err(SubmitError::Unavailable("the server is shutting down".to_owned()));
         }
-        match reply_rx.await {
-            Ok(result) => result,
-            Err(_) => {
-                self.shared.metrics.message(edge, Outcome::Unavailable);
-                Err(SubmitError::Unavailable("the writer stopped before answering".to_owned()))
-            }
-        }
+        Ok(Queued { reply_rx, edge, metrics: self.shared.metrics.clone() })
     }
 
     /// Follows every frame published from now on, in state order (`seq`

@@ -24,12 +24,18 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use crate::access::Access;
+use crate::access::{Access, Admitted};
 use crate::api::{AppState, parse_valid};
 use crate::auth::Principal;
 use crate::auth::verifier::AuthError;
 use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
 use crate::core::engine::Command;
+use futures_util::stream::FuturesOrdered;
+
+/// Inbound frames of one connection awaiting the writer's answer, at most;
+/// beyond it the connection reads no further until answers go out. The
+/// answers go out in the order the frames came.
+pub const WS_INFLIGHT: usize = 256;
 
 /// The server pings a quiet connection this often, so proxies keep it open
 /// and dead peers are noticed.
@@ -147,8 +153,13 @@ async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
+    // Answers of inbound frames still with the writer, in arrival order.
+    let mut answers = FuturesOrdered::new();
     loop {
         tokio::select! {
+            Some(reply) = answers.next(), if !answers.is_empty() => {
+                sink.send(Message::Text(reply)).await?;
+            }
             frame = frames_rx.recv() => match frame {
                 Ok(p) if p.frame.seq <= last_seq => {}
                 Ok(p) => {
@@ -166,18 +177,17 @@ async fn serve(
                 }
                 Err(RecvError::Closed) => break,
             },
-            msg = stream.next() => {
+            msg = stream.next(), if answers.len() < WS_INFLIGHT => {
                 let Some(msg) = msg else { break };
                 heard = Instant::now();
                 match msg? {
                     Message::Text(text) => {
-                        let reply = handle_inbound(conn, text.as_bytes()).await;
-                        sink.send(Message::Text(reply)).await?;
+                        answers.push_back(answer(handle_inbound(conn, text.as_bytes()).await));
                     }
                     Message::Binary(_) => {
                         let mut p = Problems::default();
                         p.push("invalid_type", "", "binary frames are not accepted; send JSON text");
-                        sink.send(Message::Text(error_text(None, &p))).await?;
+                        answers.push_back(answer(Reply::Now(error_text(None, &p))));
                     }
                     Message::Close(_) => break,
                     // Pongs to our pings are automatic; pings from the
@@ -207,7 +217,33 @@ async fn serve(
 }
 
 /// Parses, submits and answers one inbound text frame.
-async fn handle_inbound(conn: &Conn<'_>, bytes: &[u8]) -> Utf8Bytes {
+/// An inbound frame's answer: ready now (refused before the writer), or
+/// once the writer answers its command.
+enum Reply<'a> {
+    Now(Utf8Bytes),
+    Later(String, Box<Admitted<'a>>),
+}
+
+/// The answer frame of `reply`, waiting for the writer if need be.
+async fn answer(reply: Reply<'_>) -> Utf8Bytes {
+    let (msg_id, admitted) = match reply {
+        Reply::Now(text) => return text,
+        Reply::Later(id, admitted) => (id, admitted),
+    };
+    match admitted.answer().await {
+        Ok(Accepted::Applied { seq }) => json!({"type": "ack", "id": msg_id, "seq": seq}).to_string().into(),
+        Ok(Accepted::Duplicate) => json!({"type": "ack", "id": msg_id, "duplicate": true}).to_string().into(),
+        Err(SubmitError::Rejected(problems)) => error_text(Some(&msg_id), &problems),
+        Err(SubmitError::Unavailable(why)) => {
+            let mut p = Problems::default();
+            p.push("unavailable", "", why);
+            error_text(Some(&msg_id), &p)
+        }
+    }
+}
+
+/// Parses, checks and queues one inbound text frame.
+async fn handle_inbound<'a>(conn: &'a Conn<'_>, bytes: &[u8]) -> Reply<'a> {
     // Best effort: name the message in an error if its id is readable.
     let id_of = || {
         serde_json::from_slice::<Value>(bytes)
@@ -217,13 +253,13 @@ async fn handle_inbound(conn: &Conn<'_>, bytes: &[u8]) -> Utf8Bytes {
     if let Err(err) = conn.still_valid().await {
         let error = crate::api::unauthenticated(&err);
         conn.access.refuse(Some(&conn.who), Edge::WebSocket, "message", error.problem_list());
-        return error_text(id_of().as_deref(), error.problem_list());
+        return Reply::Now(error_text(id_of().as_deref(), error.problem_list()));
     }
     let inbound: Inbound = match parse_valid(bytes) {
         Ok(m) => m,
         Err(problems) => {
             conn.access.refuse(Some(&conn.who), Edge::WebSocket, "message", &problems);
-            return error_text(id_of().as_deref(), &problems);
+            return Reply::Now(error_text(id_of().as_deref(), &problems));
         }
     };
     let msg_id = inbound.envelope().id.clone();
@@ -237,14 +273,13 @@ async fn handle_inbound(conn: &Conn<'_>, bytes: &[u8]) -> Utf8Bytes {
     };
     let submission =
         Submission { command, msg_id: Some(msg_id.clone()), by: String::new(), edge: Edge::WebSocket };
-    match conn.access.submit(conn.bus, &conn.who, submission).await {
-        Ok(Accepted::Applied { seq }) => json!({"type": "ack", "id": msg_id, "seq": seq}).to_string().into(),
-        Ok(Accepted::Duplicate) => json!({"type": "ack", "id": msg_id, "duplicate": true}).to_string().into(),
-        Err(SubmitError::Rejected(problems)) => error_text(Some(&msg_id), &problems),
+    match conn.access.enqueue(conn.bus, &conn.who, submission).await {
+        Ok(admitted) => Reply::Later(msg_id, Box::new(admitted)),
+        Err(SubmitError::Rejected(problems)) => Reply::Now(error_text(Some(&msg_id), &problems)),
         Err(SubmitError::Unavailable(why)) => {
             let mut p = Problems::default();
             p.push("unavailable", "", why);
-            error_text(Some(&msg_id), &p)
+            Reply::Now(error_text(Some(&msg_id), &p))
         }
     }
 }

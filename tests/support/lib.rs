@@ -386,6 +386,11 @@ impl Ws {
         self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
     }
 
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.stream.send(Message::Binary(bytes.to_vec().into())).await.unwrap();
+    }
+
     /// Sends raw text.
     pub async fn send_text(&mut self, t: &str) {
         self.stream.send(Message::Text(t.to_owned().into())).await.unwrap();

@@ -57,9 +57,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::access::Access;
+use crate::access::{Access, Admitted};
 use crate::bus::{Bus, Edge, MqttState, Published, Submission, SubmitError};
 use crate::config::{MqttConfig, PhonesConfig};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use inbound::{Rejection, Route};
 use outbound::Outgoing;
 
@@ -67,6 +69,11 @@ use outbound::Outgoing;
 /// lane (order kept); 64 lanes let the writer fill its batches from many
 /// teams at once without one task per message.
 pub const LANES: usize = 64;
+
+/// Publishes one lane keeps queued at the writer awaiting their answers.
+/// With [`LANES`] lanes this bounds what the server holds unacknowledged
+/// from the broker well above its in-flight window (`max_inflight_messages`).
+pub const LANE_INFLIGHT: usize = 256;
 
 /// Publishes queued per lane before the connection task waits (back
 /// pressure reaches the broker through TCP instead of growing memory).
@@ -412,16 +419,59 @@ fn lane_of(topic: &str) -> usize {
     (crate::phones::fnv1a(topic.as_bytes()) % LANES as u64) as usize
 }
 
-/// One lane: submits its publishes one after another.
+/// One lane: queues its publishes' commands for the writer in the order
+/// received, keeping up to [`LANE_INFLIGHT`] awaiting their answers, so a
+/// lane's throughput is the writer's, not one message per journal commit.
 async fn lane(ctx: Arc<Ctx>, mut jobs_rx: mpsc::Receiver<Job>) {
-    while let Some(job) = jobs_rx.recv().await {
-        let outcome = process(&ctx, &job.publish).await;
-        let _ = job.done_tx.send(outcome);
+    let ctx = &*ctx;
+    let mut inflight = FuturesOrdered::new();
+    let mut open = true;
+    while open || !inflight.is_empty() {
+        tokio::select! {
+            biased;
+            Some(()) = inflight.next(), if !inflight.is_empty() => {}
+            job = jobs_rx.recv(), if open && inflight.len() < LANE_INFLIGHT => match job {
+                Some(job) => {
+                    let admission = admit(ctx, &job.publish).await;
+                    inflight.push_back(async move {
+                        let _ = job.done_tx.send(admission.settle().await);
+                    });
+                }
+                None => open = false,
+            },
+        }
     }
 }
 
-/// Parses, maps and submits one publish.
-async fn process(ctx: &Ctx, publish: &Publish) -> Outcome {
+/// A publish's commands in the writer's queue, and the refusal that
+/// stopped the rest, if any.
+struct Admission<'a> {
+    queued: Vec<(Option<String>, Admitted<'a>)>,
+    then: Option<Outcome>,
+}
+
+impl Admission<'_> {
+    fn refused(outcome: Outcome) -> Self {
+        Admission { queued: Vec::new(), then: Some(outcome) }
+    }
+
+    /// The publish's outcome: the first refusal, else done.
+    async fn settle(self) -> Outcome {
+        let mut first: Option<Outcome> = None;
+        for (id, admitted) in self.queued {
+            let outcome = match admitted.answer().await {
+                Ok(_) => continue,
+                Err(SubmitError::Rejected(problems)) => Outcome::Rejected(Rejection { id, problems }),
+                Err(SubmitError::Unavailable(why)) => Outcome::Retry(why),
+            };
+            first.get_or_insert(outcome);
+        }
+        first.or(self.then).unwrap_or(Outcome::Done)
+    }
+}
+
+/// Parses, maps, checks and queues one publish's commands.
+async fn admit<'a>(ctx: &'a Ctx, publish: &Publish) -> Admission<'a> {
     let now = Utc::now();
     let topic = publish.topic.as_str();
     let route = inbound::route(&ctx.prefix, topic);
@@ -435,7 +485,7 @@ async fn process(ctx: &Ctx, publish: &Publish) -> Outcome {
                     let mut p = Problems::default();
                     p.push(crate::access::UNAUTHENTICATED, "topic", format!("owntracks user {user}: {err}"));
                     ctx.access.refuse(None, Edge::OwnTracks, topic, &p);
-                    return Outcome::Rejected(Rejection { id: None, problems: p });
+                    return Admission::refused(Outcome::Rejected(Rejection { id: None, problems: p }));
                 }
             }
         }
@@ -461,26 +511,33 @@ async fn process(ctx: &Ctx, publish: &Publish) -> Outcome {
                 Edge::Mqtt
             };
             ctx.access.refuse(who.as_deref(), edge, topic, &r.problems);
-            return Outcome::Rejected(r);
+            return Admission::refused(Outcome::Rejected(r));
         }
     };
     let Some(who) = who else {
-        return Outcome::Rejected(Rejection::one(
+        return Admission::refused(Outcome::Rejected(Rejection::one(
             None,
             "unknown_topic",
             "",
             format!("no identity for {topic}"),
-        ));
+        )));
     };
+    let mut admission = Admission { queued: Vec::with_capacity(submissions.len()), then: None };
     for s in submissions {
         let id = s.msg_id.clone();
-        match ctx.access.submit(&ctx.bus, &who, s).await {
-            Ok(_) => {}
-            Err(SubmitError::Rejected(problems)) => return Outcome::Rejected(Rejection { id, problems }),
-            Err(SubmitError::Unavailable(why)) => return Outcome::Retry(why),
+        match ctx.access.enqueue(&ctx.bus, &who, s).await {
+            Ok(admitted) => admission.queued.push((id, admitted)),
+            Err(SubmitError::Rejected(problems)) => {
+                admission.then = Some(Outcome::Rejected(Rejection { id, problems }));
+                break;
+            }
+            Err(SubmitError::Unavailable(why)) => {
+                admission.then = Some(Outcome::Retry(why));
+                break;
+            }
         }
     }
-    Outcome::Done
+    admission
 }
 
 /// Acknowledges publishes in the order received, once each is settled.
