@@ -87,6 +87,17 @@ async fn http_enforces_every_role() {
             assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
         }
     }
+    // A CAP document is an alert: chairs only, refused before it is read.
+    let auth = format!("Bearer {operator}");
+    let (status, err) = eoc_tests::http(
+        server.addr,
+        "POST",
+        "/api/v1/alerts/cap",
+        Some(b"<alert/>"),
+        &[("Authorization", &auth), ("Content-Type", "application/cap+xml")],
+    )
+    .await;
+    assert_eq!((status, err["code"].as_str()), (403, Some("forbidden")), "{err}");
     let forged = audit_of(&server, "r-other").await;
     assert!(forged.iter().any(|e| e["action"] == "alert" && e["target"] == "eq-forged"), "{forged:?}");
 
@@ -167,6 +178,42 @@ async fn websocket_enforces_roles_and_revocation() {
     let ack = ws.until(|f| f["type"] == "ack").await;
     assert_eq!(ack["id"], own["id"]);
 
+    // The other refusals of the rule book, over the WebSocket too: an
+    // alert and another team's task from the responder, another site from
+    // a site manager, anything from a viewer.
+    assert_eq!(server.post("/api/v1/alerts", &earthquake("eq-w")).await.0, 200);
+    // The quake sends both rescue teams: take the task that is not t-1's.
+    let (_, tasks) = server.get("/api/v1/tasks").await;
+    let task = tasks["tasks"].as_array().unwrap().iter().find(|t| t["team_id"] != "t-1").cloned();
+    let task = task.expect("a task of another team").clone();
+    let task = task["task_id"].as_str().unwrap().to_owned();
+    let mut alert = earthquake("eq-forged");
+    alert["type"] = json!("alert");
+    let mut cases: Vec<(Ws, Value, &str)> = Vec::new();
+    cases.push((Ws::connect(server.addr, &token).await, alert, "alert_id"));
+    let ack_other = message(json!({"type": "task_update", "task_id": task, "state": "acknowledged"}));
+    cases.push((Ws::connect(server.addr, &token).await, ack_other, "task_id"));
+    let manager = server.user("m-w", Role::SiteManager, None, &["s-1"]);
+    let other_site = message(json!({"type": "site_capacity", "site_id": "s-2", "occupancy": 3}));
+    cases.push((Ws::connect(server.addr, &manager).await, other_site, "site_id"));
+    let viewer = server.user("v-w", Role::Viewer, None, &[]);
+    let status = message(json!({"type": "team_status", "team_id": "t-1", "status": "unavailable"}));
+    cases.push((Ws::connect(server.addr, &viewer).await, status, "team_id"));
+    for (mut client, frame, field) in cases {
+        assert_eq!(client.next().await["type"], "snapshot");
+        client.send(&frame).await;
+        let err = client.until(|f| f["type"] == "error").await;
+        assert_eq!(
+            (err["id"].as_str(), err["errors"][0]["code"].as_str(), err["errors"][0]["field"].as_str()),
+            (frame["id"].as_str(), Some("forbidden"), Some(field)),
+            "{err}"
+        );
+        client.close().await;
+    }
+    let refused: Vec<Value> = [audit_of(&server, "m-w").await, audit_of(&server, "v-w").await].concat();
+    assert!(refused.iter().all(|e| e["edge"] == "websocket" && e["code"] == "forbidden"), "{refused:?}");
+    assert_eq!(refused.len(), 2);
+
     eoc_server::auth::store::UserStore::open(dir.path()).unwrap().revoke("r-1").unwrap();
     let again = message(json!({"type": "team_position", "team_id": "t-1", "lat": 38.6, "lon": 68.7}));
     ws.send(&again).await;
@@ -193,7 +240,7 @@ async fn websocket_enforces_roles_and_revocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_enforces_roles_through_the_broker_acl() {
     let dir = data_dir();
-    let broker = Mosquitto::start(dir.path(), &["r-1@t-1", "r-2@t-2", "m-1#s-1"]).unwrap();
+    let broker = Mosquitto::start(dir.path(), &["r-1@t-1", "r-2@t-2", "m-1#s-1", "v-1!viewer"]).unwrap();
     let server = Server::start(mqtt_config(&broker, dir.path())).await;
     wait_mqtt_connected(&server).await;
     let mut console = Client::connect(&broker, CONSOLE_USER, "console", false).await;
@@ -223,6 +270,38 @@ async fn mqtt_enforces_roles_through_the_broker_acl() {
         .await;
     let seen = console.next_where("a position", |m| m.topic.ends_with("/position")).await;
     assert_eq!(seen.topic, format!("eoc/v1/teams/{other}/position"), "{}", seen.payload);
+
+    // An alert from a responder, or any publish from a viewer, never
+    // reaches the server: the broker drops it (the console, subscribed to
+    // alerts, sees only its own).
+    console.subscribe("eoc/v1/alerts").await;
+    intruder.publish("eoc/v1/alerts", earthquake("eq-forged").to_string()).await;
+    let viewer = Client::connect(&broker, "v-1", "viewer", false).await;
+    viewer.publish("eoc/v1/alerts", earthquake("eq-viewer").to_string()).await;
+    viewer
+        .publish(
+            &format!("eoc/v1/teams/{team}/position"),
+            message(json!({"lat": 38.5, "lon": 68.7})).to_string(),
+        )
+        .await;
+    console.publish("eoc/v1/alerts", earthquake("eq-console").to_string()).await;
+    let seen = console.next_where("an alert", |m| m.topic == "eoc/v1/alerts").await;
+    assert_eq!(seen.json()["alert_id"], "eq-console", "{}", seen.payload);
+    // By the time the console's alert is applied, the server holds no other.
+    let alerts = loop {
+        let (_, body) = server.get("/api/v1/alerts").await;
+        let ids: Vec<String> = body["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["alert_id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.contains(&"eq-console".to_owned()) {
+            break ids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(alerts, ["eq-m", "eq-console"]);
 
     // Its own team's ack topic carrying another team's task: refused by
     // the server, reported and audited.
