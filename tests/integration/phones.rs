@@ -103,6 +103,22 @@ async fn owntracks_over_mqtt_moves_the_mapped_team_and_receives_waypoints() {
     jane.publish("owntracks/jane/phone", json!({"_type": "lwt", "tst": tst - 3600}).to_string()).await;
     let t = ws.until(|f| f["type"] == "team" && f["team_id"] == "t-1" && f["status"] == "offline").await;
     assert_eq!(t["status"], "offline");
+
+    // Revoked: the server refuses the user's very next report, before any
+    // broker reload, and says so on the errors topic and in the audit trail.
+    let mut console = console;
+    console.subscribe("eoc/v1/errors").await;
+    eoc_server::auth::store::UserStore::open(dir.path()).unwrap().revoke("jane").unwrap();
+    let late = json!({"_type": "location", "lat": 38.7, "lon": 68.9, "tst": tst + 60});
+    jane.publish("owntracks/jane/phone", late.to_string()).await;
+    let e = console.next_on("eoc/v1/errors").await.json();
+    assert_eq!(
+        (e["topic"].as_str(), e["errors"][0]["code"].as_str()),
+        (Some("owntracks/jane/phone"), Some("unauthenticated")),
+        "{e}"
+    );
+    let (_, audit) = server.get("/api/v1/audit?edge=owntracks&outcome=refused").await;
+    assert_eq!(audit["entries"][0]["code"], "unauthenticated", "{audit}");
     server.stop().await;
 }
 
