@@ -8,6 +8,7 @@
 #   bash benches/load.sh                # every scenario
 #   bash benches/load.sh ingest-mqtt    # one of: ingest-mqtt ingest-ws fanout
 #   LOAD_SECONDS=30 bash benches/load.sh # longer runs (default 15 s each)
+#   LOAD_RATE=40000 bash benches/load.sh ingest-mqtt  # a set rate instead of as fast as possible
 #
 # Per-identity rate limits are lifted for the run (the load comes from a
 # handful of identities); everything else is the shipped configuration.
@@ -72,10 +73,10 @@ for s in $SCENARIOS; do
   case $s in
     ingest-mqtt)
       echo "== ingest over MQTT: phones as fast as the broker acknowledges, one dashboard"
-      "${LOAD[@]}" --via mqtt --rate 0 --phones 4 --dashboards 1 ;;
+      "${LOAD[@]}" --via mqtt --rate "${LOAD_RATE:-0}" --phones 4 --dashboards 1 ;;
     ingest-ws)
       echo "== ingest over WebSocket: phones as fast as acknowledgements allow, one dashboard"
-      "${LOAD[@]}" --via ws --rate 0 --phones 8 --dashboards 1 ;;
+      "${LOAD[@]}" --via ws --rate "${LOAD_RATE:-0}" --phones 8 --dashboards 1 ;;
     fanout)
       echo "== fan-out: 250 positions/s over MQTT to 1,000 dashboards, 5 alerts"
       "${LOAD[@]}" --via mqtt --rate 250 --phones 2 --dashboards 1000 --alerts 5 ;;

@@ -325,6 +325,21 @@ fn number_field(json: &str, name: &str) -> Option<i64> {
     json[start..start + digits].parse().ok()
 }
 
+/// Commands the server applied so far, from its `/metrics`.
+async fn applied(args: &Args) -> Option<u64> {
+    let mut stream = TcpStream::connect(&args.http).await.ok()?;
+    let req = "GET /metrics HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n";
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    Some(
+        out.lines()
+            .filter(|l| l.starts_with("eoc_messages_total{") && l.contains("outcome=\"applied\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
 /// The server's CPU seconds (user + system) and RSS in MB.
 fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -394,6 +409,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let usage_before = args.server_pid.and_then(proc_usage);
+    let applied_before = applied(args).await;
     eprintln!(
         "eoc-load: {} teams, {} phones via {:?} at {} msg/s, {} dashboards, {} s",
         shared.teams.len(),
@@ -457,6 +473,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let usage_after = args.server_pid.and_then(proc_usage);
+    let applied_after = applied(args).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     shared.drained.store(true, Ordering::Relaxed);
     for b in boards {
@@ -476,6 +493,10 @@ async fn main() -> anyhow::Result<()> {
         args.dashboards,
         deltas as f64 / elapsed
     );
+    if let (Some(before), Some(after)) = (applied_before, applied_after) {
+        let n = after.saturating_sub(before);
+        println!("applied   {n} commands durably in the server = {:.0} msg/s", n as f64 / elapsed);
+    }
     println!("{}", line("ingest", &*shared.ingest.lock().await));
     println!("{}", line("delivery", &*shared.delivery.lock().await));
     if args.alerts > 0 {
