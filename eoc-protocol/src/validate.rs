@@ -20,6 +20,14 @@ use crate::types::{Hazard, MsgType, TaskState};
 /// positions.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// Deepest nesting of arrays and objects in a message, the top-level object
+/// counting as 1. The deepest legitimate message is an alert with a
+/// MultiPolygon area, 6 deep (message, `area`, `coordinates`, polygon,
+/// ring, position); 32 leaves room for wrappers around a message and still
+/// refuses, with a specific problem, long before serde_json's recursion
+/// limit of 128 would.
+pub const MAX_JSON_DEPTH: usize = 32;
+
 /// One problem: which field, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldError {
@@ -81,7 +89,8 @@ pub trait Validate {
     fn validate(&self, now: DateTime<Utc>, problems: &mut Problems);
 }
 
-/// Parses one message without its semantic rules: size bound, then JSON
+/// Parses one message without its semantic rules: size and depth bounds
+/// ([`MAX_MESSAGE_BYTES`], [`MAX_JSON_DEPTH`]), then JSON
 /// with the path of the first type error. For bodies that are completed
 /// (from a URL, a topic) before [`parse`]'s rules apply.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
@@ -94,6 +103,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
         );
         return Err(problems);
     }
+    check_json_depth(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
@@ -111,6 +121,51 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
         return Err(problems);
     }
     Ok(value)
+}
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] with one `too_deep`
+/// problem, before any of it is parsed.
+///
+/// One pass over the bytes that counts brackets outside strings and stops
+/// at the first one past the limit: it costs a few microseconds for the
+/// largest message, allocates nothing, and needs no well-formed input
+/// (whatever it lets through, serde_json still checks).
+pub fn check_json_depth(bytes: &[u8]) -> Result<(), Problems> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (at, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    let mut problems = Problems::default();
+                    problems.push(
+                        "too_deep",
+                        "",
+                        format!(
+                            "arrays and objects are nested more than {MAX_JSON_DEPTH} deep at byte {at}, the limit is {MAX_JSON_DEPTH}"
+                        ),
+                    );
+                    return Err(problems);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses and validates one message: [`parse_json`], then every semantic

@@ -86,6 +86,38 @@ fn ten_thousand_deep_nesting_is_refused_at_the_depth_bound() {
 }
 
 #[test]
+fn element_depth_is_bounded_just_past_the_limit() {
+    // `alert` and `MAX_DEPTH - 1` nested notes reach the bound: read, and
+    // refused only by the CAP rules; one more is refused for its depth.
+    let doc = |notes: usize| {
+        format!(
+            "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">{}x{}</alert>",
+            "<note>".repeat(notes),
+            "</note>".repeat(notes)
+        )
+    };
+    let at = refusal(doc(MAX_DEPTH - 1).as_bytes());
+    assert!(at.errors.iter().all(|e| e.code != "too_deep"), "{at}");
+    let over = refusal(doc(MAX_DEPTH).as_bytes());
+    assert_eq!(code(&over), "too_deep", "{over}");
+    assert!(over.errors[0].message.contains(&format!("more than {MAX_DEPTH} deep")), "{over}");
+    // Empty elements count as well.
+    let empty = format!(
+        "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">{}<x/>{}</alert>",
+        "<note>".repeat(MAX_DEPTH - 1),
+        "</note>".repeat(MAX_DEPTH - 1)
+    );
+    assert_eq!(code(&refusal(empty.as_bytes())), "too_deep");
+}
+
+#[test]
+fn a_doctype_without_entities_is_refused_too() {
+    let xml =
+        "<?xml version=\"1.0\"?><!DOCTYPE alert><alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"/>";
+    assert_eq!(code(&refusal(xml.as_bytes())), "doctype_not_allowed");
+}
+
+#[test]
 fn a_flood_of_elements_is_refused_at_the_count_bound() {
     let mut xml = String::from("<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">");
     xml.push_str(&"<code>x</code>".repeat(MAX_ELEMENTS + 1));

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use eoc_protocol::osmand::{self, SpeedUnit};
 use eoc_protocol::owntracks::{self, OwnTracks, TransitionEvent, Waypoint};
-use eoc_protocol::validate::{Problems, Validate, message_id};
+use eoc_protocol::validate::{MAX_JSON_DEPTH, Problems, Validate, message_id};
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {
@@ -272,7 +272,20 @@ fn osmand_json_unknowns_and_errors() {
     let big = format!(r#"{{"device_id":"1","pad":"{}"}}"#, "x".repeat(300 * 1024));
     assert_eq!(fields(&osmand::parse_json(big.as_bytes(), now()).unwrap_err()), vec![("too_large", "")]);
     let deep = format!("{}{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
-    assert_eq!(fields(&osmand::parse_json(deep.as_bytes(), now()).unwrap_err()), vec![("invalid_json", "")]);
+    assert_eq!(fields(&osmand::parse_json(deep.as_bytes(), now()).unwrap_err()), vec![("too_deep", "")]);
+}
+
+#[test]
+fn phone_json_is_depth_bounded_like_every_message() {
+    // One level past the bound is refused by both phone readers; at the
+    // bound the extra field is read and ignored.
+    let body =
+        |d: usize| format!(r#"{{"_type":"lwt","device_id":"1","pad":{}1{}}}"#, "[".repeat(d), "]".repeat(d));
+    let (at, over) = (body(MAX_JSON_DEPTH - 1), body(MAX_JSON_DEPTH));
+    assert!(owntracks::parse(at.as_bytes()).is_ok());
+    assert!(osmand::parse_json(at.as_bytes(), now()).is_ok());
+    assert_eq!(fields(&owntracks::parse(over.as_bytes()).unwrap_err()), vec![("too_deep", "")]);
+    assert_eq!(fields(&osmand::parse_json(over.as_bytes(), now()).unwrap_err()), vec![("too_deep", "")]);
 }
 
 #[test]
