@@ -111,8 +111,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_type" };
-            let field = if path == "." { String::new() } else { path };
-            problems.push(code, field, inner.to_string());
+            let field = if path == "." { String::new() } else { cut(&path, MAX_FIELD_CHARS) };
+            problems.push(code, field, shorten_quotes(&inner.to_string()));
             return Err(problems);
         }
     };
@@ -214,6 +214,58 @@ fn quote(s: &str) -> String {
         q.push('…');
     }
     format!("{q:?}")
+}
+
+/// Most characters of a field path in a problem: real paths are a few dozen
+/// characters, but a path can hold a key the sender chose.
+const MAX_FIELD_CHARS: usize = 256;
+
+/// `s`, cut to `max` characters with an ellipsis.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().nth(max).is_none() {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// A serde error message with every value it quotes (`` `…` `` for variants
+/// and fields, `"…"` for strings) cut to [`QUOTE_CHARS`] characters, so that
+/// a problem never echoes a long value back (an unknown variant of 200 KiB
+/// would otherwise come back whole).
+fn shorten_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '`' && c != '"' {
+            continue;
+        }
+        // Copy the quoted text up to its closing quote; inside `"…"` (Rust
+        // debug formatting) a backslash escapes the next character.
+        let mut kept = 0usize;
+        let mut escaped = false;
+        let mut closed = false;
+        for q in chars.by_ref() {
+            let end = !escaped && q == c;
+            escaped = !escaped && c == '"' && q == '\\';
+            if end {
+                closed = true;
+                break;
+            }
+            kept += 1;
+            if kept <= QUOTE_CHARS {
+                out.push(q);
+            } else if kept == QUOTE_CHARS + 1 {
+                out.push('…');
+            }
+        }
+        if closed {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Checks the protocol version.

@@ -623,6 +623,41 @@ fn the_deepest_legitimate_message_is_well_within_the_depth_bound() {
 }
 
 #[test]
+fn problems_quote_long_values_cut() {
+    // Found by the protocol_json fuzz target: serde's messages quoted an
+    // unknown variant or a mistyped string whole, so a 200 KiB value came
+    // back in the problem. They are cut to 64 characters, and the message
+    // still names the choices.
+    let head = r#"{"v":1,"id":"s1","ts":"2025-05-14T18:00:00Z","status":"#;
+    let long = "x".repeat(200 * 1024);
+    let err = parse::<TeamStatusMsg>(format!(r#"{head}"{long}"}}"#).as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("invalid_type", "status")]);
+    let message = &err.errors[0].message;
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains(&format!("`{}…`", "x".repeat(64))), "{message}");
+    assert!(message.contains("expected one of") && message.contains("`available`"), "{message}");
+    // A long string where a number belongs, with quotes and escapes in it.
+    let body = format!(
+        r#"{{"v":1,"id":"p1","ts":"2025-05-14T18:00:00Z","lat":"{}","lon":70}}"#,
+        r#"a"b\"#.repeat(10_000)
+    );
+    let err = parse::<TeamPositionMsg>(body.as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("invalid_type", "lat")]);
+    let message = &err.errors[0].message;
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains("expected f64"), "{message}");
+    // A short value is quoted whole.
+    let err = parse::<TeamStatusMsg>(format!(r#"{head}"asleep"}}"#).as_bytes(), now()).unwrap_err();
+    assert!(err.errors[0].message.starts_with("unknown variant `asleep`, expected one of"), "{err}");
+    // A syntax error under a long key the sender chose: the path is cut.
+    let key = "k".repeat(100_000);
+    let body = format!(r#"{{"v":1,"id":"p1","ts":"2025-05-14T18:00:00Z","{key}":[1,}}"#);
+    let err = parse::<TeamStatusMsg>(body.as_bytes(), now()).unwrap_err();
+    assert_eq!(err.errors[0].code, "invalid_json");
+    assert!(err.errors[0].field.chars().count() <= 256, "{}", err.errors[0].field.len());
+}
+
+#[test]
 fn not_finite_values_built_in_code_are_refused() {
     // JSON cannot carry NaN, but edges build messages from other formats.
     let mut msg: TeamPositionMsg = serde_json::from_value(example("team-position")).unwrap();
