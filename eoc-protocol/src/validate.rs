@@ -209,11 +209,7 @@ pub fn earliest_timestamp() -> DateTime<Utc> {
 const QUOTE_CHARS: usize = 64;
 
 fn quote(s: &str) -> String {
-    let mut q: String = s.chars().take(QUOTE_CHARS).collect();
-    if s.chars().nth(QUOTE_CHARS).is_some() {
-        q.push('…');
-    }
-    format!("{q:?}")
+    format!("{:?}", clip(s))
 }
 
 /// Most characters of a field path in a problem: real paths are a few dozen
@@ -230,42 +226,60 @@ fn cut(s: &str, max: usize) -> String {
     out
 }
 
-/// A serde error message with every value it quotes (`` `…` `` for variants
-/// and fields, `"…"` for strings) cut to [`QUOTE_CHARS`] characters, so that
-/// a problem never echoes a long value back (an unknown variant of 200 KiB
-/// would otherwise come back whole).
+/// Most characters of a problem message made from a serde error: the
+/// longest real one, an unknown variant with its choices, is about 200.
+const MAX_SERDE_MESSAGE_CHARS: usize = 512;
+
+/// `s`'s first [`QUOTE_CHARS`] characters, with an ellipsis if there were more.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(QUOTE_CHARS).collect();
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A serde error message with the value it quotes cut to [`QUOTE_CHARS`]
+/// characters, so that a problem never echoes a long value back (an
+/// unknown variant of 200 KiB would otherwise come back whole), and the
+/// whole cut to [`MAX_SERDE_MESSAGE_CHARS`].
+///
+/// An unknown variant or field is quoted raw, `` `…` ``, so its end is the
+/// last `` `, expected ``; strings are quoted with Rust's debug escapes,
+/// `"…"`, where a backslash escapes the next character.
 fn shorten_quotes(message: &str) -> String {
-    let mut out = String::with_capacity(message.len().min(1024));
-    let mut chars = message.chars().peekable();
+    for prefix in ["unknown variant `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.rfind("`, expected")
+        {
+            let short = format!("{prefix}{}{}", clip(&rest[..end]), &rest[end..]);
+            return cut(&short, MAX_SERDE_MESSAGE_CHARS);
+        }
+    }
+    let mut out = String::with_capacity(message.len().min(MAX_SERDE_MESSAGE_CHARS));
+    let mut chars = message.chars();
     while let Some(c) = chars.next() {
         out.push(c);
-        if c != '`' && c != '"' {
+        if c != '"' {
             continue;
         }
-        // Copy the quoted text up to its closing quote; inside `"…"` (Rust
-        // debug formatting) a backslash escapes the next character.
-        let mut kept = 0usize;
+        let mut quoted = String::new();
         let mut escaped = false;
         let mut closed = false;
         for q in chars.by_ref() {
-            let end = !escaped && q == c;
-            escaped = !escaped && c == '"' && q == '\\';
-            if end {
+            if !escaped && q == '"' {
                 closed = true;
                 break;
             }
-            kept += 1;
-            if kept <= QUOTE_CHARS {
-                out.push(q);
-            } else if kept == QUOTE_CHARS + 1 {
-                out.push('…');
-            }
+            escaped = !escaped && q == '\\';
+            quoted.push(q);
         }
+        out.push_str(&clip(&quoted));
         if closed {
-            out.push(c);
+            out.push('"');
         }
     }
-    out
+    cut(&out, MAX_SERDE_MESSAGE_CHARS)
 }
 
 /// Checks the protocol version.

@@ -646,6 +646,13 @@ fn problems_quote_long_values_cut() {
     let message = &err.errors[0].message;
     assert!(message.chars().count() < 300, "{message}");
     assert!(message.contains("expected f64"), "{message}");
+    // Backticks in the value do not end it early (found by the fuzz target
+    // after the first cut: every pair of backticks was kept).
+    let ticks = format!("{}{}", "x".repeat(100), "`".repeat(1000));
+    let err = parse::<TeamStatusMsg>(format!(r#"{head}"{ticks}"}}"#).as_bytes(), now()).unwrap_err();
+    let message = &err.errors[0].message;
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains("expected one of") && message.contains("`available`"), "{message}");
     // A short value is quoted whole.
     let err = parse::<TeamStatusMsg>(format!(r#"{head}"asleep"}}"#).as_bytes(), now()).unwrap_err();
     assert!(err.errors[0].message.starts_with("unknown variant `asleep`, expected one of"), "{err}");
