@@ -276,6 +276,35 @@ fn osmand_json_unknowns_and_errors() {
 }
 
 #[test]
+fn osmand_half_a_position_is_refused_even_next_to_a_location() {
+    // Found by the osmand_params fuzz target: a `location` field made a
+    // missing `lat` look sent, so a fix with a longitude only was accepted.
+    let err = osmand::parse_params(&pairs("id=1&lon=70.3871&location=39.1x"), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("required", "lat")]);
+    let err = osmand::parse_params(&pairs("id=1&lat=39.1&location=39.1,70.2"), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("required", "lon")]);
+    // `location` alone still gives both.
+    let fix = osmand::parse_params(&pairs("id=1&location=39.1,70.2"), now()).unwrap();
+    assert_eq!((fix.lat, fix.lon), (Some(39.1), Some(70.2)));
+}
+
+#[test]
+fn osmand_json_battery_level_is_a_fraction() {
+    // Found by the osmand_json fuzz target: a level of 1e308 became an
+    // infinite percentage.
+    let body = |level: &str| format!(r#"{{"device_id":"1","location":{{"battery":{{"level":{level}}}}}}}"#);
+    let err = osmand::parse_json(body("1e308").as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("out_of_range", "location.battery.level")]);
+    assert!(err.errors[0].message.contains("not within 0..1"), "{err}");
+    let err = osmand::parse_json(body("1.5").as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("out_of_range", "location.battery.level")]);
+    let fix = osmand::parse_json(body("1").as_bytes(), now()).unwrap();
+    assert_eq!(fix.battery_pct, Some(100.0));
+    let fix = osmand::parse_json(body("-1").as_bytes(), now()).unwrap();
+    assert_eq!(fix.battery_pct, None);
+}
+
+#[test]
 fn phone_json_is_depth_bounded_like_every_message() {
     // One level past the bound is refused by both phone readers; at the
     // bound the extra field is read and ignored.
