@@ -7,7 +7,9 @@
 
 use std::path::PathBuf;
 
-use eoc_protocol::cap::{MAX_CAP_BYTES, MAX_DEPTH, MAX_ELEMENTS, parse_cap};
+use eoc_protocol::cap::{
+    MAX_CAP_BYTES, MAX_DEPTH, MAX_ELEMENTS, MAX_NAME_CHARS, MAX_NAMESPACE_CHARS, parse_cap,
+};
 use eoc_protocol::validate::Problems;
 use proptest::prelude::*;
 
@@ -115,6 +117,66 @@ fn a_doctype_without_entities_is_refused_too() {
     let xml =
         "<?xml version=\"1.0\"?><!DOCTYPE alert><alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"/>";
     assert_eq!(code(&refusal(xml.as_bytes())), "doctype_not_allowed");
+}
+
+/// The problem of `xml`, checked to quote no more than a few dozen
+/// characters of the document.
+fn short_refusal(xml: &str) -> Problems {
+    let p = refusal(xml.as_bytes());
+    for e in &p.errors {
+        assert!(e.message.chars().count() < 400, "message of {} characters", e.message.chars().count());
+        assert!(e.field.chars().count() < 400, "field of {} characters", e.field.chars().count());
+    }
+    p
+}
+
+#[test]
+fn problems_never_echo_a_long_value_back() {
+    // Found by the cap fuzz target: a declared encoding came back whole in
+    // the problem. Every value from the document is cut short.
+    let cap = "urn:oasis:names:tc:emergency:cap:1.2";
+    let long = "x".repeat(5_000);
+    let p = short_refusal(&format!(r#"<?xml version="1.0" encoding="{long}"?><alert xmlns="{cap}"/>"#));
+    assert_eq!(code(&p), "invalid_encoding", "{p}");
+    // A mismatched end tag, as quick-xml reports it.
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><note>x</{long}></alert>"#));
+    assert_eq!(code(&p), "invalid_xml", "{p}");
+    // Character and entity references.
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><note>&#{};</note></alert>"#, "1".repeat(5_000)));
+    assert_eq!(code(&p), "invalid_xml", "{p}");
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><note>&{long};</note></alert>"#));
+    assert_eq!(code(&p), "entity_not_allowed", "{p}");
+    // An undeclared prefix.
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><{long}:note/></alert>"#));
+    assert_eq!(code(&p), "too_long", "{p}");
+}
+
+#[test]
+fn element_names_and_namespaces_are_bounded() {
+    let cap = "urn:oasis:names:tc:emergency:cap:1.2";
+    // At the bound a name is read (and refused as no CAP element); one
+    // character more is refused for its length, at the root too.
+    let at = "n".repeat(MAX_NAME_CHARS);
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><{at}/></alert>"#));
+    assert!(p.errors.iter().all(|e| e.code != "too_long"), "{p}");
+    let over = "n".repeat(MAX_NAME_CHARS + 1);
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><{over}/></alert>"#));
+    assert_eq!((code(&p), p.errors[0].field.as_str()), ("too_long", "alert"), "{p}");
+    let p = short_refusal(&format!(r#"<{over} xmlns="{cap}"/>"#));
+    assert_eq!(code(&p), "too_long", "{p}");
+    // A namespace: at the bound it is read as a foreign element, past it
+    // it is refused.
+    let ns = |n: usize| format!("urn:{}", "x".repeat(n - 4));
+    let p = short_refusal(&format!(
+        r#"<alert xmlns="{cap}"><x:sig xmlns:x="{}"/></alert>"#,
+        ns(MAX_NAMESPACE_CHARS)
+    ));
+    assert!(p.errors.iter().all(|e| e.code != "too_long"), "{p}");
+    let p = short_refusal(&format!(
+        r#"<alert xmlns="{cap}"><x:sig xmlns:x="{}"/></alert>"#,
+        ns(MAX_NAMESPACE_CHARS + 1)
+    ));
+    assert_eq!(code(&p), "too_long", "{p}");
 }
 
 #[test]
