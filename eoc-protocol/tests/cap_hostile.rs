@@ -152,6 +152,33 @@ fn problems_never_echo_a_long_value_back() {
 }
 
 #[test]
+fn element_names_from_the_document_are_quoted() {
+    // Found by the cap fuzz target: quick-xml reads `<"UTZ-7.` as an
+    // element named `"UTZ-7.`, and a message ended with it, period and
+    // all. Names the sender chose are quoted like every other value.
+    let cap = "urn:oasis:names:tc:emergency:cap:1.2";
+    let xml = String::from_utf8(fixture("valid/cancel.xml")).unwrap().replacen(
+        "</identifier>",
+        "<\"UTZ-7.\n20\"/></identifier>",
+        1,
+    );
+    let p = refusal(xml.as_bytes());
+    let e = p.errors.iter().find(|e| e.code == "invalid_content").unwrap();
+    assert_eq!(e.message, r#"identifier must hold text, found element "\"UTZ-7.""#);
+    for xml in [
+        format!(r#"<alert xmlns="{cap}"><identifier>x</identifier><odd./></alert>"#),
+        format!(r#"<alert xmlns="{cap}"><odd. xmlns=""/></alert>"#),
+        format!(r#"<odd. xmlns="{cap}"/>"#),
+        "<odd./>".to_owned(),
+        format!(r#"<alert xmlns="{cap}"><y:odd./></alert>"#),
+    ] {
+        let p = refusal(xml.as_bytes());
+        assert!(p.errors.iter().any(|e| e.message.contains(r#""odd.""#)), "{xml}: {p}");
+        assert!(p.errors.iter().all(|e| !e.message.ends_with('.')), "{xml}: {p}");
+    }
+}
+
+#[test]
 fn element_names_and_namespaces_are_bounded() {
     let cap = "urn:oasis:names:tc:emergency:cap:1.2";
     // At the bound a name is read (and refused as no CAP element); one

@@ -227,8 +227,8 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
             "not_cap",
             "",
             format!(
-                "root element {} is not in a cap namespace, expected alert in {NS_CAP_1_2} (or {NS_CAP_1_1})",
-                root.name
+                "root element {:?} is not in a cap namespace, expected alert in {NS_CAP_1_2} (or {NS_CAP_1_1})",
+                clip(&root.name, QUOTE_CHARS)
             ),
         ));
     };
@@ -273,7 +273,7 @@ fn open(
                     "too_long",
                     path_of(stack),
                     format!(
-                        "element {name} at byte {at} is in a namespace of {chars} characters, at most {MAX_NAMESPACE_CHARS} are read"
+                        "element {name:?} at byte {at} is in a namespace of {chars} characters, at most {MAX_NAMESPACE_CHARS} are read"
                     ),
                 ));
             }
@@ -288,7 +288,7 @@ fn open(
             return Err(one(
                 "invalid_xml",
                 path_of(stack),
-                format!("element {name} at byte {at} uses the undeclared prefix {prefix:?}"),
+                format!("element {name:?} at byte {at} uses the undeclared prefix {prefix:?}"),
             ));
         }
     };
