@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(parsed) => parsed,
         Err(p) => {
             common::check_problems(&p);
-            let deep = data.len() <= eoc_protocol::validate::MAX_MESSAGE_BYTES && check_json_depth(data).is_err();
+            let deep =
+                data.len() <= eoc_protocol::validate::MAX_MESSAGE_BYTES && check_json_depth(data).is_err();
             assert_eq!(p.errors[0].code == "too_deep", deep, "{p}");
             return;
         }

@@ -9,7 +9,9 @@ mod common;
 use eoc_protocol::messages::{
     AlertMsg, Inbound, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
 };
-use eoc_protocol::validate::{MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, Problems, Validate, check_json_depth, parse};
+use eoc_protocol::validate::{
+    MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, Problems, Validate, check_json_depth, parse,
+};
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

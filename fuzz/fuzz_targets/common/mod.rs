@@ -24,7 +24,8 @@ pub fn check_problems(p: &Problems) {
     assert!(!p.errors.is_empty(), "a refusal carries problems");
     for e in &p.errors {
         assert!(
-            !e.code.is_empty() && e.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()),
+            !e.code.is_empty()
+                && e.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()),
             "code {:?}",
             e.code
         );
