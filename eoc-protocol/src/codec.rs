@@ -6,13 +6,15 @@ use serde_json::{Map, Value};
 
 use crate::validate::Problems;
 
-/// Parses `bytes` as one JSON object, bounded by `max_bytes`.
+/// Parses `bytes` as one JSON object, bounded by `max_bytes` and
+/// [`crate::validate::MAX_JSON_DEPTH`].
 pub(crate) fn object(bytes: &[u8], max_bytes: usize) -> Result<Map<String, Value>, Problems> {
     let mut p = Problems::default();
     if bytes.len() > max_bytes {
         p.push("too_large", "", format!("message is {} bytes, the limit is {max_bytes}", bytes.len()));
         return Err(p);
     }
+    crate::validate::check_json_depth(bytes)?;
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(obj)) => Ok(obj),
         Ok(other) => {

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::messages::{Envelope, TeamPositionMsg};
-use crate::validate::{MAX_MESSAGE_BYTES, Problems, check_lat, check_lon};
+use crate::validate::{MAX_MESSAGE_BYTES, Problems, check_lat, check_lon, check_range};
 
 /// Knots to m/s.
 pub const KNOTS_TO_MPS: f64 = 0.514_444;
@@ -215,10 +215,10 @@ pub fn parse_params_with(
             }
         }
     }
-    let present = (
-        get("lat").is_some() || get("location").is_some(),
-        get("lon").is_some() || get("location").is_some(),
-    );
+    // Only `lat` and `lon` themselves count as sent: `location` is read
+    // only when neither is, and then gives both or a problem, so a `lon`
+    // next to a `location` still needs its `lat`.
+    let present = (get("lat").is_some(), get("lon").is_some());
     fix.check_position("lat", "lon", present, &mut p);
     fix.speed_mps = number("speed", &mut p).and_then(known).map(|s| s * unit.to_mps());
     fix.heading_deg = number("bearing", &mut p).or_else(|| number("heading", &mut p)).and_then(known);
@@ -372,7 +372,13 @@ pub fn parse_json(bytes: &[u8], now: DateTime<Utc>) -> Result<OsmAndFix, Problem
         }
         if let Some(battery) = &battery {
             let mut b = crate::codec::Fields { obj: battery, prefix: "location.battery.", problems: &mut p };
-            fix.battery_pct = b.number("level", false).and_then(known).map(|l| l * 100.0);
+            // A level over 1 is not a fraction (1e308 would even become an
+            // infinite percentage): refused, like any value out of range.
+            let level = b.number("level", false).and_then(known);
+            if let Some(level) = level {
+                check_range("location.battery.level", "battery level", level, 0.0, 1.0, "", b.problems);
+            }
+            fix.battery_pct = level.filter(|l| *l <= 1.0).map(|l| l * 100.0);
             fix.charging = b.boolean("is_charging");
         }
         let has = |key: &str| coords.as_ref().is_some_and(|c| c.get(key).is_some_and(|v| !v.is_null()));

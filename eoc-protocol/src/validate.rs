@@ -20,6 +20,14 @@ use crate::types::{Hazard, MsgType, TaskState};
 /// positions.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// Deepest nesting of arrays and objects in a message, the top-level object
+/// counting as 1. The deepest legitimate message is an alert with a
+/// MultiPolygon area, 6 deep (message, `area`, `coordinates`, polygon,
+/// ring, position); 32 leaves room for wrappers around a message and still
+/// refuses, with a specific problem, long before serde_json's recursion
+/// limit of 128 would.
+pub const MAX_JSON_DEPTH: usize = 32;
+
 /// One problem: which field, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldError {
@@ -81,7 +89,8 @@ pub trait Validate {
     fn validate(&self, now: DateTime<Utc>, problems: &mut Problems);
 }
 
-/// Parses one message without its semantic rules: size bound, then JSON
+/// Parses one message without its semantic rules: size and depth bounds
+/// ([`MAX_MESSAGE_BYTES`], [`MAX_JSON_DEPTH`]), then JSON
 /// with the path of the first type error. For bodies that are completed
 /// (from a URL, a topic) before [`parse`]'s rules apply.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
@@ -94,6 +103,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
         );
         return Err(problems);
     }
+    check_json_depth(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
@@ -101,8 +111,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_type" };
-            let field = if path == "." { String::new() } else { path };
-            problems.push(code, field, inner.to_string());
+            let field = if path == "." { String::new() } else { cut(&path, MAX_FIELD_CHARS) };
+            problems.push(code, field, shorten_quotes(&inner.to_string()));
             return Err(problems);
         }
     };
@@ -111,6 +121,51 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problems> {
         return Err(problems);
     }
     Ok(value)
+}
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] with one `too_deep`
+/// problem, before any of it is parsed.
+///
+/// One pass over the bytes that counts brackets outside strings and stops
+/// at the first one past the limit: it costs a few microseconds for the
+/// largest message, allocates nothing, and needs no well-formed input
+/// (whatever it lets through, serde_json still checks).
+pub fn check_json_depth(bytes: &[u8]) -> Result<(), Problems> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (at, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    let mut problems = Problems::default();
+                    problems.push(
+                        "too_deep",
+                        "",
+                        format!(
+                            "arrays and objects are nested more than {MAX_JSON_DEPTH} deep at byte {at}, the limit is {MAX_JSON_DEPTH}"
+                        ),
+                    );
+                    return Err(problems);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses and validates one message: [`parse_json`], then every semantic
@@ -154,11 +209,77 @@ pub fn earliest_timestamp() -> DateTime<Utc> {
 const QUOTE_CHARS: usize = 64;
 
 fn quote(s: &str) -> String {
-    let mut q: String = s.chars().take(QUOTE_CHARS).collect();
-    if s.chars().nth(QUOTE_CHARS).is_some() {
-        q.push('…');
+    format!("{:?}", clip(s))
+}
+
+/// Most characters of a field path in a problem: real paths are a few dozen
+/// characters, but a path can hold a key the sender chose.
+const MAX_FIELD_CHARS: usize = 256;
+
+/// `s`, cut to `max` characters with an ellipsis.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().nth(max).is_none() {
+        return s.to_owned();
     }
-    format!("{q:?}")
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Most characters of a problem message made from a serde error: the
+/// longest real one, an unknown variant with its choices, is about 200.
+const MAX_SERDE_MESSAGE_CHARS: usize = 512;
+
+/// `s`'s first [`QUOTE_CHARS`] characters, with an ellipsis if there were more.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(QUOTE_CHARS).collect();
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A serde error message with the value it quotes cut to [`QUOTE_CHARS`]
+/// characters, so that a problem never echoes a long value back (an
+/// unknown variant of 200 KiB would otherwise come back whole), and the
+/// whole cut to [`MAX_SERDE_MESSAGE_CHARS`].
+///
+/// An unknown variant or field is quoted raw, `` `…` ``, so its end is the
+/// last `` `, expected ``; strings are quoted with Rust's debug escapes,
+/// `"…"`, where a backslash escapes the next character.
+fn shorten_quotes(message: &str) -> String {
+    for prefix in ["unknown variant `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.rfind("`, expected")
+        {
+            let short = format!("{prefix}{}{}", clip(&rest[..end]), &rest[end..]);
+            return cut(&short, MAX_SERDE_MESSAGE_CHARS);
+        }
+    }
+    let mut out = String::with_capacity(message.len().min(MAX_SERDE_MESSAGE_CHARS));
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' {
+            continue;
+        }
+        let mut quoted = String::new();
+        let mut escaped = false;
+        let mut closed = false;
+        for q in chars.by_ref() {
+            if !escaped && q == '"' {
+                closed = true;
+                break;
+            }
+            escaped = !escaped && q == '\\';
+            quoted.push(q);
+        }
+        out.push_str(&clip(&quoted));
+        if closed {
+            out.push('"');
+        }
+    }
+    cut(&out, MAX_SERDE_MESSAGE_CHARS)
 }
 
 /// Checks the protocol version.

@@ -7,7 +7,9 @@
 
 use std::path::PathBuf;
 
-use eoc_protocol::cap::{MAX_CAP_BYTES, MAX_DEPTH, MAX_ELEMENTS, parse_cap};
+use eoc_protocol::cap::{
+    MAX_CAP_BYTES, MAX_DEPTH, MAX_ELEMENTS, MAX_NAME_CHARS, MAX_NAMESPACE_CHARS, parse_cap,
+};
 use eoc_protocol::validate::Problems;
 use proptest::prelude::*;
 
@@ -83,6 +85,125 @@ fn ten_thousand_deep_nesting_is_refused_at_the_depth_bound() {
     let p = refusal(xml.as_bytes());
     assert_eq!(code(&p), "too_deep", "{p}");
     assert!(p.errors[0].message.contains(&MAX_DEPTH.to_string()), "{p}");
+}
+
+#[test]
+fn element_depth_is_bounded_just_past_the_limit() {
+    // `alert` and `MAX_DEPTH - 1` nested notes reach the bound: read, and
+    // refused only by the CAP rules; one more is refused for its depth.
+    let doc = |notes: usize| {
+        format!(
+            "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">{}x{}</alert>",
+            "<note>".repeat(notes),
+            "</note>".repeat(notes)
+        )
+    };
+    let at = refusal(doc(MAX_DEPTH - 1).as_bytes());
+    assert!(at.errors.iter().all(|e| e.code != "too_deep"), "{at}");
+    let over = refusal(doc(MAX_DEPTH).as_bytes());
+    assert_eq!(code(&over), "too_deep", "{over}");
+    assert!(over.errors[0].message.contains(&format!("more than {MAX_DEPTH} deep")), "{over}");
+    // Empty elements count as well.
+    let empty = format!(
+        "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">{}<x/>{}</alert>",
+        "<note>".repeat(MAX_DEPTH - 1),
+        "</note>".repeat(MAX_DEPTH - 1)
+    );
+    assert_eq!(code(&refusal(empty.as_bytes())), "too_deep");
+}
+
+#[test]
+fn a_doctype_without_entities_is_refused_too() {
+    let xml =
+        "<?xml version=\"1.0\"?><!DOCTYPE alert><alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"/>";
+    assert_eq!(code(&refusal(xml.as_bytes())), "doctype_not_allowed");
+}
+
+/// The problem of `xml`, checked to quote no more than a few dozen
+/// characters of the document.
+fn short_refusal(xml: &str) -> Problems {
+    let p = refusal(xml.as_bytes());
+    for e in &p.errors {
+        assert!(e.message.chars().count() < 400, "message of {} characters", e.message.chars().count());
+        assert!(e.field.chars().count() < 400, "field of {} characters", e.field.chars().count());
+    }
+    p
+}
+
+#[test]
+fn problems_never_echo_a_long_value_back() {
+    // Found by the cap fuzz target: a declared encoding came back whole in
+    // the problem. Every value from the document is cut short.
+    let cap = "urn:oasis:names:tc:emergency:cap:1.2";
+    let long = "x".repeat(5_000);
+    let p = short_refusal(&format!(r#"<?xml version="1.0" encoding="{long}"?><alert xmlns="{cap}"/>"#));
+    assert_eq!(code(&p), "invalid_encoding", "{p}");
+    // A mismatched end tag, as quick-xml reports it.
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><note>x</{long}></alert>"#));
+    assert_eq!(code(&p), "invalid_xml", "{p}");
+    // Character and entity references.
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><note>&#{};</note></alert>"#, "1".repeat(5_000)));
+    assert_eq!(code(&p), "invalid_xml", "{p}");
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><note>&{long};</note></alert>"#));
+    assert_eq!(code(&p), "entity_not_allowed", "{p}");
+    // An undeclared prefix.
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><{long}:note/></alert>"#));
+    assert_eq!(code(&p), "too_long", "{p}");
+}
+
+#[test]
+fn element_names_from_the_document_are_quoted() {
+    // Found by the cap fuzz target: quick-xml reads `<"UTZ-7.` as an
+    // element named `"UTZ-7.`, and a message ended with it, period and
+    // all. Names the sender chose are quoted like every other value.
+    let cap = "urn:oasis:names:tc:emergency:cap:1.2";
+    let xml = String::from_utf8(fixture("valid/cancel.xml")).unwrap().replacen(
+        "</identifier>",
+        "<\"UTZ-7.\n20\"/></identifier>",
+        1,
+    );
+    let p = refusal(xml.as_bytes());
+    let e = p.errors.iter().find(|e| e.code == "invalid_content").unwrap();
+    assert_eq!(e.message, r#"identifier must hold text, found element "\"UTZ-7.""#);
+    for xml in [
+        format!(r#"<alert xmlns="{cap}"><identifier>x</identifier><odd./></alert>"#),
+        format!(r#"<alert xmlns="{cap}"><odd. xmlns=""/></alert>"#),
+        format!(r#"<odd. xmlns="{cap}"/>"#),
+        "<odd./>".to_owned(),
+        format!(r#"<alert xmlns="{cap}"><y:odd./></alert>"#),
+    ] {
+        let p = refusal(xml.as_bytes());
+        assert!(p.errors.iter().any(|e| e.message.contains(r#""odd.""#)), "{xml}: {p}");
+        assert!(p.errors.iter().all(|e| !e.message.ends_with('.')), "{xml}: {p}");
+    }
+}
+
+#[test]
+fn element_names_and_namespaces_are_bounded() {
+    let cap = "urn:oasis:names:tc:emergency:cap:1.2";
+    // At the bound a name is read (and refused as no CAP element); one
+    // character more is refused for its length, at the root too.
+    let at = "n".repeat(MAX_NAME_CHARS);
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><{at}/></alert>"#));
+    assert!(p.errors.iter().all(|e| e.code != "too_long"), "{p}");
+    let over = "n".repeat(MAX_NAME_CHARS + 1);
+    let p = short_refusal(&format!(r#"<alert xmlns="{cap}"><{over}/></alert>"#));
+    assert_eq!((code(&p), p.errors[0].field.as_str()), ("too_long", "alert"), "{p}");
+    let p = short_refusal(&format!(r#"<{over} xmlns="{cap}"/>"#));
+    assert_eq!(code(&p), "too_long", "{p}");
+    // A namespace: at the bound it is read as a foreign element, past it
+    // it is refused.
+    let ns = |n: usize| format!("urn:{}", "x".repeat(n - 4));
+    let p = short_refusal(&format!(
+        r#"<alert xmlns="{cap}"><x:sig xmlns:x="{}"/></alert>"#,
+        ns(MAX_NAMESPACE_CHARS)
+    ));
+    assert!(p.errors.iter().all(|e| e.code != "too_long"), "{p}");
+    let p = short_refusal(&format!(
+        r#"<alert xmlns="{cap}"><x:sig xmlns:x="{}"/></alert>"#,
+        ns(MAX_NAMESPACE_CHARS + 1)
+    ));
+    assert_eq!(code(&p), "too_long", "{p}");
 }
 
 #[test]

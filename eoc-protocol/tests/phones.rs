@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use eoc_protocol::osmand::{self, SpeedUnit};
 use eoc_protocol::owntracks::{self, OwnTracks, TransitionEvent, Waypoint};
-use eoc_protocol::validate::{Problems, Validate, message_id};
+use eoc_protocol::validate::{MAX_JSON_DEPTH, Problems, Validate, message_id};
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {
@@ -272,7 +272,49 @@ fn osmand_json_unknowns_and_errors() {
     let big = format!(r#"{{"device_id":"1","pad":"{}"}}"#, "x".repeat(300 * 1024));
     assert_eq!(fields(&osmand::parse_json(big.as_bytes(), now()).unwrap_err()), vec![("too_large", "")]);
     let deep = format!("{}{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
-    assert_eq!(fields(&osmand::parse_json(deep.as_bytes(), now()).unwrap_err()), vec![("invalid_json", "")]);
+    assert_eq!(fields(&osmand::parse_json(deep.as_bytes(), now()).unwrap_err()), vec![("too_deep", "")]);
+}
+
+#[test]
+fn osmand_half_a_position_is_refused_even_next_to_a_location() {
+    // Found by the osmand_params fuzz target: a `location` field made a
+    // missing `lat` look sent, so a fix with a longitude only was accepted.
+    let err = osmand::parse_params(&pairs("id=1&lon=70.3871&location=39.1x"), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("required", "lat")]);
+    let err = osmand::parse_params(&pairs("id=1&lat=39.1&location=39.1,70.2"), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("required", "lon")]);
+    // `location` alone still gives both.
+    let fix = osmand::parse_params(&pairs("id=1&location=39.1,70.2"), now()).unwrap();
+    assert_eq!((fix.lat, fix.lon), (Some(39.1), Some(70.2)));
+}
+
+#[test]
+fn osmand_json_battery_level_is_a_fraction() {
+    // Found by the osmand_json fuzz target: a level of 1e308 became an
+    // infinite percentage.
+    let body = |level: &str| format!(r#"{{"device_id":"1","location":{{"battery":{{"level":{level}}}}}}}"#);
+    let err = osmand::parse_json(body("1e308").as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("out_of_range", "location.battery.level")]);
+    assert!(err.errors[0].message.contains("not within 0..1"), "{err}");
+    let err = osmand::parse_json(body("1.5").as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("out_of_range", "location.battery.level")]);
+    let fix = osmand::parse_json(body("1").as_bytes(), now()).unwrap();
+    assert_eq!(fix.battery_pct, Some(100.0));
+    let fix = osmand::parse_json(body("-1").as_bytes(), now()).unwrap();
+    assert_eq!(fix.battery_pct, None);
+}
+
+#[test]
+fn phone_json_is_depth_bounded_like_every_message() {
+    // One level past the bound is refused by both phone readers; at the
+    // bound the extra field is read and ignored.
+    let body =
+        |d: usize| format!(r#"{{"_type":"lwt","device_id":"1","pad":{}1{}}}"#, "[".repeat(d), "]".repeat(d));
+    let (at, over) = (body(MAX_JSON_DEPTH - 1), body(MAX_JSON_DEPTH));
+    assert!(owntracks::parse(at.as_bytes()).is_ok());
+    assert!(osmand::parse_json(at.as_bytes(), now()).is_ok());
+    assert_eq!(fields(&owntracks::parse(over.as_bytes()).unwrap_err()), vec![("too_deep", "")]);
+    assert_eq!(fields(&osmand::parse_json(over.as_bytes(), now()).unwrap_err()), vec![("too_deep", "")]);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use eoc_protocol::messages::{
     AlertMsg, Inbound, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
 };
-use eoc_protocol::validate::{Problems, Validate, parse};
+use eoc_protocol::validate::{MAX_JSON_DEPTH, Problems, Validate, check_json_depth, parse, parse_json};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -509,21 +509,21 @@ fn type_errors_name_the_field() {
 #[test]
 fn hostile_input_gets_a_specific_error() {
     let now = now();
-    // Deep nesting stops at serde_json's recursion limit, not the stack.
+    // Deep nesting stops at the depth bound, before serde_json walks it.
     let deep = format!("{}1{}", r#"{"x":"#.repeat(20_000), "}".repeat(20_000));
     let err = parse::<AlertMsg>(deep.as_bytes(), now).unwrap_err();
-    assert!(err.errors[0].message.contains("recursion limit"), "{err:?}");
+    assert_eq!(fields(&err), vec![("too_deep", "")]);
     let deep_field = format!(
         r#"{{"v":1,"id":"a","ts":"2025-01-01T00:00:00Z","alert_id":"a","note":{}1{}}}"#,
         "[".repeat(5000),
         "]".repeat(5000)
     );
     let err = parse::<AlertMsg>(deep_field.as_bytes(), now).unwrap_err();
-    assert!(err.errors[0].message.contains("recursion limit"), "{err:?}");
-    // A top-level array is refused by type before it is walked.
-    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(fields(&err), vec![("too_deep", "")]);
+    // Unclosed brackets are refused at the bound too, whatever follows.
+    let deep = "[".repeat(100_000);
     let err = parse::<AlertMsg>(deep.as_bytes(), now).unwrap_err();
-    assert_eq!(err.errors[0].code, "invalid_type");
+    assert_eq!(fields(&err), vec![("too_deep", "")]);
 
     // 300 KiB is over the limit, whatever it holds.
     let mut big = example("team-status");
@@ -551,6 +551,117 @@ fn hostile_input_gets_a_specific_error() {
     // Huge year in a timestamp.
     let body = r#"{"v":1,"id":"p1","ts":"+262143-01-01T00:00:00Z","status":"available"}"#;
     assert!(parse::<TeamStatusMsg>(body.as_bytes(), now).is_err());
+}
+
+fn fields(p: &Problems) -> Vec<(&str, &str)> {
+    p.errors.iter().map(|e| (e.code.as_str(), e.field.as_str())).collect()
+}
+
+/// `depth` nested arrays around a number, inside a one-field object: the
+/// whole is `depth + 1` deep.
+fn nested(depth: usize) -> String {
+    format!(r#"{{"x":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn json_depth_is_bounded_just_past_the_limit() {
+    // At the bound the JSON is parsed; one level more is refused, by a
+    // problem that names the limit, before serde_json sees it.
+    let at = nested(MAX_JSON_DEPTH - 1);
+    assert!(parse_json::<Value>(at.as_bytes()).is_ok());
+    assert!(check_json_depth(at.as_bytes()).is_ok());
+    let over = nested(MAX_JSON_DEPTH);
+    let err = parse_json::<Value>(over.as_bytes()).unwrap_err();
+    assert_eq!(fields(&err), vec![("too_deep", "")]);
+    let message = &err.errors[0].message;
+    assert!(message.contains(&format!("the limit is {MAX_JSON_DEPTH}")), "{message}");
+    assert!(!message.ends_with('.') && !message.starts_with(char::is_uppercase), "{message}");
+    // Objects count as arrays do.
+    let objects = |d: usize| format!("{}1{}", r#"{"a":"#.repeat(d), "}".repeat(d));
+    assert!(parse_json::<Value>(objects(MAX_JSON_DEPTH).as_bytes()).is_ok());
+    assert_eq!(
+        fields(&parse_json::<Value>(objects(MAX_JSON_DEPTH + 1).as_bytes()).unwrap_err()),
+        vec![("too_deep", "")]
+    );
+}
+
+#[test]
+fn json_depth_ignores_brackets_inside_strings() {
+    let head = r#"{"v":1,"id":"s1","ts":"2025-05-14T18:00:00Z","status":"available","note":"#;
+    // An escaped quote does not end the string: the brackets after it are
+    // text, and the note is refused for its length, not its depth.
+    let text = format!(r#"{head}"a \" b {}"}}"#, "[{".repeat(1000));
+    let err = parse::<TeamStatusMsg>(text.as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("too_long", "note")]);
+    let text = format!(r#"{head}"a \" b [[[[ {{{{ ]]"}}"#);
+    assert!(parse::<TeamStatusMsg>(text.as_bytes(), now()).is_ok());
+    // An escaped backslash does not escape the quote after it: the string
+    // ends there and the brackets after it count.
+    let text = format!(r#"{head}"a \\","x":{}1{}}}"#, "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+    let err = parse::<TeamStatusMsg>(text.as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("too_deep", "")]);
+}
+
+#[test]
+fn the_deepest_legitimate_message_is_well_within_the_depth_bound() {
+    // A MultiPolygon alert is 6 deep; the bound leaves room for wrappers.
+    let body =
+        std::fs::read(format!("{}/examples/alert-flood-polygon.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut multi: Value = serde_json::from_slice(&body).unwrap();
+    let polygon = multi["area"]["coordinates"].take();
+    multi["area"] = json!({"type": "MultiPolygon", "coordinates": [polygon]});
+    assert!(parse::<AlertMsg>(multi.to_string().as_bytes(), now()).is_ok());
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    assert_eq!(depth(&multi), 6);
+    assert!(depth(&multi) * 4 <= MAX_JSON_DEPTH, "the bound leaves a wide margin");
+}
+
+#[test]
+fn problems_quote_long_values_cut() {
+    // Found by the protocol_json fuzz target: serde's messages quoted an
+    // unknown variant or a mistyped string whole, so a 200 KiB value came
+    // back in the problem. They are cut to 64 characters, and the message
+    // still names the choices.
+    let head = r#"{"v":1,"id":"s1","ts":"2025-05-14T18:00:00Z","status":"#;
+    let long = "x".repeat(200 * 1024);
+    let err = parse::<TeamStatusMsg>(format!(r#"{head}"{long}"}}"#).as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("invalid_type", "status")]);
+    let message = &err.errors[0].message;
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains(&format!("`{}…`", "x".repeat(64))), "{message}");
+    assert!(message.contains("expected one of") && message.contains("`available`"), "{message}");
+    // A long string where a number belongs, with quotes and escapes in it.
+    let body = format!(
+        r#"{{"v":1,"id":"p1","ts":"2025-05-14T18:00:00Z","lat":"{}","lon":70}}"#,
+        r#"a"b\"#.repeat(10_000)
+    );
+    let err = parse::<TeamPositionMsg>(body.as_bytes(), now()).unwrap_err();
+    assert_eq!(fields(&err), vec![("invalid_type", "lat")]);
+    let message = &err.errors[0].message;
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains("expected f64"), "{message}");
+    // Backticks in the value do not end it early (found by the fuzz target
+    // after the first cut: every pair of backticks was kept).
+    let ticks = format!("{}{}", "x".repeat(100), "`".repeat(1000));
+    let err = parse::<TeamStatusMsg>(format!(r#"{head}"{ticks}"}}"#).as_bytes(), now()).unwrap_err();
+    let message = &err.errors[0].message;
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains("expected one of") && message.contains("`available`"), "{message}");
+    // A short value is quoted whole.
+    let err = parse::<TeamStatusMsg>(format!(r#"{head}"asleep"}}"#).as_bytes(), now()).unwrap_err();
+    assert!(err.errors[0].message.starts_with("unknown variant `asleep`, expected one of"), "{err}");
+    // A syntax error under a long key the sender chose: the path is cut.
+    let key = "k".repeat(100_000);
+    let body = format!(r#"{{"v":1,"id":"p1","ts":"2025-05-14T18:00:00Z","{key}":[1,}}"#);
+    let err = parse::<TeamStatusMsg>(body.as_bytes(), now()).unwrap_err();
+    assert_eq!(err.errors[0].code, "invalid_json");
+    assert!(err.errors[0].field.chars().count() <= 256, "{}", err.errors[0].field.len());
 }
 
 #[test]

@@ -35,6 +35,12 @@ pub const MAX_CAP_BYTES: usize = 1024 * 1024;
 /// Deepest element nesting. CAP's deepest element is
 /// `alert/info/area/geocode/value` (5); 16 leaves room for signatures.
 pub const MAX_DEPTH: usize = 16;
+/// Longest element name (with its prefix) read. CAP's longest is
+/// `resourceDesc` and XML-DSig's `CanonicalizationMethod`, 22; the bound
+/// keeps every element path and problem message short whatever was sent.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest namespace URI read: CAP's and XML-DSig's are under 50.
+pub const MAX_NAMESPACE_CHARS: usize = 256;
 /// Most elements in one document: bounds the tree built for any input.
 pub const MAX_ELEMENTS: usize = 20_000;
 /// Most `<info>` blocks (one per language in practice).

@@ -125,7 +125,12 @@ fn sequence<'a>(
                 p.push(
                     "unknown_element",
                     format!("{path}/{}", child.name),
-                    format!("element {} of namespace {uri} is not allowed in {}", child.name, el.name),
+                    format!(
+                        "element {} of namespace {} is not allowed in {}",
+                        quote(&child.name),
+                        quote(uri),
+                        el.name
+                    ),
                 );
                 continue;
             }
@@ -135,7 +140,7 @@ fn sequence<'a>(
                     format!("{path}/{}", child.name),
                     format!(
                         "element {} has no namespace, expected the cap namespace of its alert",
-                        child.name
+                        quote(&child.name)
                     ),
                 );
                 continue;
@@ -145,7 +150,7 @@ fn sequence<'a>(
             p.push(
                 "unknown_element",
                 format!("{path}/{}", child.name),
-                format!("{} is not a cap element of {}", child.name, el.name),
+                format!("{} is not a cap element of {}", quote(&child.name), el.name),
             );
             continue;
         };
@@ -200,7 +205,11 @@ fn quote(s: &str) -> String {
 /// elements is a problem.
 fn text(el: &Element, path: &str, p: &mut Problems) -> String {
     if let Some(child) = el.children.first() {
-        p.push("invalid_content", path, format!("{} must hold text, found element {}", el.name, child.name));
+        p.push(
+            "invalid_content",
+            path,
+            format!("{} must hold text, found element {}", el.name, quote(&child.name)),
+        );
     }
     el.text.trim().to_owned()
 }
@@ -474,7 +483,7 @@ pub(super) fn alert(doc: &Document) -> Result<CapAlert, Problems> {
         p.push(
             "not_cap",
             root.name.as_str(),
-            format!("the root element is {}, expected alert in {}", root.name, doc.namespace),
+            format!("the root element is {}, expected alert in {}", quote(&root.name), doc.namespace),
         );
         return Err(p);
     }

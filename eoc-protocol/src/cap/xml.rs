@@ -6,8 +6,11 @@
 //! a `<!DOCTYPE` (and with it every entity declaration, which is the whole
 //! of XXE and billion laughs), entity references other than the five
 //! predefined ones and character references, a body over
-//! [`super::MAX_CAP_BYTES`], nesting deeper than [`super::MAX_DEPTH`] and
-//! more than [`super::MAX_ELEMENTS`] elements. quick-xml itself never
+//! [`super::MAX_CAP_BYTES`], nesting deeper than [`super::MAX_DEPTH`],
+//! more than [`super::MAX_ELEMENTS`] elements, and names and namespaces
+//! longer than [`super::MAX_NAME_CHARS`] and [`super::MAX_NAMESPACE_CHARS`].
+//! Every value a problem quotes is cut short, so no answer echoes a
+//! document back. quick-xml itself never
 //! resolves DTDs or external entities; the refusals here make the reason
 //! explicit instead of an "unknown entity" deep in a document.
 
@@ -15,7 +18,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
-use super::{MAX_CAP_BYTES, MAX_DEPTH, MAX_ELEMENTS};
+use super::{MAX_CAP_BYTES, MAX_DEPTH, MAX_ELEMENTS, MAX_NAME_CHARS, MAX_NAMESPACE_CHARS};
 use crate::validate::Problems;
 
 /// The namespace of CAP 1.2.
@@ -91,7 +94,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
         let (resolved, event) = match reader.read_resolved_event() {
             Ok(next) => next,
             Err(err) => {
-                let why = lowercase(&err);
+                let why = clip(&lowercase(&err), ERROR_CHARS);
                 return Err(one(
                     "invalid_xml",
                     "",
@@ -157,7 +160,10 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                             return Err(one(
                                 "invalid_xml",
                                 path_of(&stack),
-                                format!("character reference &{name}; at byte {at} is not a valid character"),
+                                format!(
+                                    "character reference &{}; at byte {at} is not a valid character",
+                                    clip(&name, QUOTE_CHARS)
+                                ),
                             ));
                         }
                     }
@@ -174,7 +180,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                                 path_of(&stack),
                                 format!(
                                     "entity reference &{}; at byte {at} is refused: only &lt; &gt; &amp; &apos; &quot; and character references are read",
-                                    name.chars().take(64).collect::<String>()
+                                    clip(&name, QUOTE_CHARS)
                                 ),
                             ));
                         }
@@ -198,7 +204,10 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                         return Err(one(
                             "invalid_encoding",
                             "",
-                            format!("cap document declares encoding {enc:?}, only utf-8 is read"),
+                            format!(
+                                "cap document declares encoding {:?}, only utf-8 is read",
+                                clip(&enc, QUOTE_CHARS)
+                            ),
                         ));
                     }
                 }
@@ -218,8 +227,8 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
             "not_cap",
             "",
             format!(
-                "root element {} is not in a cap namespace, expected alert in {NS_CAP_1_2} (or {NS_CAP_1_1})",
-                root.name
+                "root element {:?} is not in a cap namespace, expected alert in {NS_CAP_1_2} (or {NS_CAP_1_1})",
+                clip(&root.name, QUOTE_CHARS)
             ),
         ));
     };
@@ -246,10 +255,28 @@ fn open(
             format!("elements are nested more than {MAX_DEPTH} deep at byte {at}"),
         ));
     }
+    let chars = start.name().as_ref().chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(one(
+            "too_long",
+            path_of(stack),
+            format!("an element name at byte {at} is {chars} characters, at most {MAX_NAME_CHARS} are read"),
+        ));
+    }
     let name = start.local_name().as_ref().to_owned();
     let ns = match resolved {
         ResolveResult::Bound(ns) => {
             let uri = ns.as_ref().to_owned();
+            let chars = uri.chars().count();
+            if chars > MAX_NAMESPACE_CHARS {
+                return Err(one(
+                    "too_long",
+                    path_of(stack),
+                    format!(
+                        "element {name:?} at byte {at} is in a namespace of {chars} characters, at most {MAX_NAMESPACE_CHARS} are read"
+                    ),
+                ));
+            }
             match uri.as_str() {
                 NS_CAP_1_2 => cap_ns(namespace, NS_CAP_1_2, &uri, at)?,
                 NS_CAP_1_1 => cap_ns(namespace, NS_CAP_1_1, &uri, at)?,
@@ -261,7 +288,7 @@ fn open(
             return Err(one(
                 "invalid_xml",
                 path_of(stack),
-                format!("element {name} at byte {at} uses the undeclared prefix {prefix:?}"),
+                format!("element {name:?} at byte {at} uses the undeclared prefix {prefix:?}"),
             ));
         }
     };
@@ -293,6 +320,21 @@ fn close(element: Element, stack: &mut [Element], root: &mut Option<Element>) {
 /// A rough path of the open elements, for errors found while reading.
 fn path_of(stack: &[Element]) -> String {
     stack.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join("/")
+}
+
+/// At most this many characters of a value from the document are quoted.
+const QUOTE_CHARS: usize = 64;
+/// At most this many characters of quick-xml's reason are kept: it can
+/// quote names from the document (a mismatched end tag).
+const ERROR_CHARS: usize = 200;
+
+/// `s`'s first `max` characters, with an ellipsis if there were more.
+fn clip(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn lowercase(err: &quick_xml::Error) -> String {
