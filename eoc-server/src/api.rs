@@ -130,13 +130,13 @@ impl From<SubmitError> for Error {
     fn from(err: SubmitError) -> Error {
         match err {
             SubmitError::Rejected(problems) => {
-                let status = match problems.errors.first().map(|e| e.code.as_str()) {
-                    Some("unknown") => StatusCode::NOT_FOUND,
-                    Some("conflict" | "not_allowed") => StatusCode::CONFLICT,
-                    Some(policy::FORBIDDEN) => StatusCode::FORBIDDEN,
-                    Some(crate::access::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
-                    _ => StatusCode::UNPROCESSABLE_ENTITY,
-                };
+                let status = access_status(&problems).unwrap_or_else(|| {
+                    match problems.errors.first().map(|e| e.code.as_str()) {
+                        Some("unknown") => StatusCode::NOT_FOUND,
+                        Some("conflict" | "not_allowed") => StatusCode::CONFLICT,
+                        _ => StatusCode::UNPROCESSABLE_ENTITY,
+                    }
+                });
                 Error { status, problems, audited: true }
             }
             SubmitError::Unavailable(why) => {
@@ -245,25 +245,30 @@ fn fill_id(slot: &mut Option<String>, from_path: &str, field: &str) -> Result<()
     }
 }
 
-/// The token of an `Authorization: Bearer …` header, if well formed.
-pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
-    let text = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = text.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+/// The token of an `Authorization: Bearer …` header: `Ok(None)` without
+/// the header, an error naming what is wrong with a malformed one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<Option<String>, AuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| AuthError::Malformed("the header is not ASCII"))?;
+    let (scheme, token) =
+        text.trim().split_once(' ').ok_or(AuthError::Malformed("expected `Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed("expected the Bearer scheme"));
+    }
+    Ok(Some(token.trim().to_owned()))
 }
+
+/// The token a request authenticated with, passed on to handlers beside the
+/// identity (the WebSocket checks it again on every message).
+#[derive(Debug, Clone)]
+pub struct BearerToken(pub String);
 
 /// The bearer token of a request: `Authorization: Bearer …`, or for
 /// `/ws` (browsers cannot set headers on a WebSocket) the `token` query
 /// parameter. `Ok(None)` when there is none.
 fn bearer_of(req: &Request) -> Result<Option<String>, AuthError> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let text = value.to_str().map_err(|_| AuthError::Malformed("the header is not ASCII"))?;
-        let (scheme, token) =
-            text.trim().split_once(' ').ok_or(AuthError::Malformed("expected `Bearer <token>`"))?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::Malformed("expected the Bearer scheme"));
-        }
-        return Ok(Some(token.trim().to_owned()));
+    if let Some(token) = bearer_token(req.headers())? {
+        return Ok(Some(token));
     }
     if req.uri().path() == "/ws" {
         let query = req.uri().query().unwrap_or("");
@@ -271,6 +276,16 @@ fn bearer_of(req: &Request) -> Result<Option<String>, AuthError> {
         return Ok(pairs.into_iter().find(|(k, _)| k == "token" || k == "access_token").map(|(_, v)| v));
     }
     Ok(None)
+}
+
+/// The status of a refusal by the access gate (`forbidden` 403,
+/// `rate_limited` 429), `None` for any other problem.
+pub fn access_status(problems: &Problems) -> Option<StatusCode> {
+    match problems.errors.first().map(|e| e.code.as_str()) {
+        Some(policy::FORBIDDEN) => Some(StatusCode::FORBIDDEN),
+        Some(crate::access::RATE_LIMITED) => Some(StatusCode::TOO_MANY_REQUESTS),
+        _ => None,
+    }
 }
 
 /// `401 unauthenticated` for `err`.
@@ -287,13 +302,14 @@ pub fn unauthenticated(err: &AuthError) -> Error {
 /// on as an `Extension<Arc<Principal>>`; a refusal is audited.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let verified = match bearer_of(&req) {
-        Ok(Some(token)) => state.access.verifier.bearer(&token).await,
+        Ok(Some(token)) => state.access.verifier.bearer(&token).await.map(|who| (who, token)),
         Ok(None) => Err(AuthError::Missing),
         Err(err) => Err(err),
     };
     match verified {
-        Ok(who) => {
+        Ok((who, token)) => {
             req.extensions_mut().insert(who);
+            req.extensions_mut().insert(BearerToken(token));
             next.run(req).await
         }
         Err(err) => {

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Extension;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eoc_protocol::delta::Snapshot;
 use eoc_protocol::messages::Inbound;
@@ -25,7 +25,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
 use crate::access::{Access, Admitted};
-use crate::api::{AppState, parse_valid};
+use crate::api::{AppState, BearerToken, parse_valid};
 use crate::auth::Principal;
 use crate::auth::verifier::AuthError;
 use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
@@ -51,8 +51,7 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
 pub async fn upgrade(
     State(state): State<AppState>,
     Extension(who): Extension<Arc<Principal>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Extension(BearerToken(token)): Extension<BearerToken>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let open = state.ws_open.fetch_add(1, Ordering::AcqRel);
@@ -71,12 +70,6 @@ pub async fn upgrade(
     // The token is checked again on every inbound message and every ping,
     // so a revoked token ends the connection within one ping interval and
     // can send nothing at once.
-    let token = crate::api::bearer_token(&headers)
-        .or_else(|| {
-            let q: TokenQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).ok()?;
-            Some(q.token())
-        })
-        .unwrap_or_default();
     ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(
         move |socket| async move {
             let _slot = slot;
@@ -89,19 +82,6 @@ pub async fn upgrade(
             bus.metrics().ws_client(false);
         },
     )
-}
-
-/// `?token=` (or `?access_token=`) of `/ws`.
-#[derive(Debug, serde::Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-    access_token: Option<String>,
-}
-
-impl TokenQuery {
-    fn token(self) -> String {
-        self.token.or(self.access_token).unwrap_or_default()
-    }
 }
 
 /// One open connection's count in `ws_open`, given back when dropped.

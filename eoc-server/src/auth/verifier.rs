@@ -60,6 +60,11 @@ struct Inner {
 }
 
 impl Inner {
+    /// Whether `digest` was verified for `user` at its current version.
+    fn remembered(&self, digest: &[u8; 32], user: &UserRecord) -> bool {
+        self.verified.get(digest).is_some_and(|(name, v)| *name == user.name && *v == user.version)
+    }
+
     fn refresh(&mut self) -> Result<(), StoreError> {
         let v = self.store.data_version()?;
         if self.data_version == Some(v) {
@@ -113,7 +118,7 @@ impl Verifier {
             if !user.active() {
                 return Err(AuthError::Revoked);
             }
-            if inner.verified.get(&digest).is_some_and(|(name, v)| *name == user.name && *v == user.version) {
+            if inner.remembered(&digest, &user) {
                 return Ok(Arc::new(user.principal()));
             }
             user
@@ -123,7 +128,7 @@ impl Verifier {
         // hashes it, the rest find it remembered.
         {
             let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            if inner.verified.get(&digest).is_some_and(|(name, v)| *name == user.name && *v == user.version) {
+            if inner.remembered(&digest, &user) {
                 return Ok(Arc::new(user.principal()));
             }
         }

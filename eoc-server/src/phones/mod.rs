@@ -20,14 +20,13 @@ pub mod owntracks;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use eoc_protocol::PROTOCOL_VERSION;
 use eoc_protocol::messages::{Envelope, TeamPositionMsg, TeamStatusMsg};
-use eoc_protocol::validate::Problems;
 
 use crate::access::Access;
 use crate::auth::Principal;
@@ -68,21 +67,19 @@ pub async fn authenticate(
     edge: Edge,
     action: &str,
 ) -> Result<Arc<Principal>, Response> {
-    let result = match (basic_credentials(headers), crate::api::bearer_token(headers)) {
-        (Some((user, password)), _) => access.verifier.basic(&user, &password).await,
-        (None, Some(token)) => access.verifier.bearer(&token).await,
-        (None, None) => Err(AuthError::Missing),
+    let result = match basic_credentials(headers) {
+        Some((user, password)) => access.verifier.basic(&user, &password).await,
+        None => match crate::api::bearer_token(headers) {
+            Ok(Some(token)) => access.verifier.bearer(&token).await,
+            Ok(None) => Err(AuthError::Missing),
+            Err(err) => Err(err),
+        },
     };
     result.map_err(|err| {
-        let mut p = Problems::default();
-        p.push(crate::access::UNAUTHENTICATED, "authorization", err.to_string());
-        access.refuse(None, edge, action, &p);
-        let status = if err == AuthError::Unavailable {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        let mut response = (status, Json(serde_json::json!({ "errors": p.errors }))).into_response();
+        let error = crate::api::unauthenticated(&err);
+        let p = error.problem_list();
+        access.refuse(None, edge, action, p);
+        let mut response = (error.status(), Json(serde_json::json!({ "errors": p.errors }))).into_response();
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"eoc\""));

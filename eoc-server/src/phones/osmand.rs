@@ -142,11 +142,7 @@ pub async fn http(
         Ok(_) => StatusCode::OK.into_response(),
         Err(SubmitError::Rejected(problems)) => {
             warn!(device = %fix.device_id, problems = %problems, "osmand report rejected");
-            let status = match problems.errors.first().map(|e| e.code.as_str()) {
-                Some(crate::auth::policy::FORBIDDEN) => StatusCode::FORBIDDEN,
-                Some(crate::access::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::BAD_REQUEST,
-            };
+            let status = crate::api::access_status(&problems).unwrap_or(StatusCode::BAD_REQUEST);
             refuse(status, &problems)
         }
         Err(SubmitError::Unavailable(why)) => {

@@ -361,11 +361,7 @@ pub async fn http(
             Ok(_) => {}
             Err(SubmitError::Rejected(problems)) => {
                 warn!(user = %user, device = %device, problems = %problems, "owntracks http report rejected");
-                let status = match problems.errors.first().map(|e| e.code.as_str()) {
-                    Some(crate::auth::policy::FORBIDDEN) => StatusCode::FORBIDDEN,
-                    Some(crate::access::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
-                    _ => StatusCode::UNPROCESSABLE_ENTITY,
-                };
+                let status = crate::api::access_status(&problems).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
                 return refuse(status, &problems);
             }
             Err(SubmitError::Unavailable(why)) => {
