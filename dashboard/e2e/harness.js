@@ -211,7 +211,9 @@ export async function startServer({ mqttPort = null, env = {} } = {}) {
     exited = null;
     child = spawn(serverBinary(), args, {
       cwd: dir,
-      env: { ...process.env, RUST_LOG: 'warn', ...env },
+      // EOC_SERVER_BIN names the binary for this harness; the server itself
+      // refuses EOC_ variables it does not know.
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'EOC_SERVER_BIN')), RUST_LOG: 'warn', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     child.stderr.on('data', (d) => {
