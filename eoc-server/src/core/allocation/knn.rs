@@ -74,6 +74,37 @@ impl KdTree {
         self.search(0, q, k, &mut worst, out);
     }
 
+    /// Every point with squared chord to `q` at most `max_chord2`, in no
+    /// particular order, as `(key, squared chord)` in `out`.
+    pub(super) fn within(&self, q: [f64; 3], max_chord2: f64, out: &mut Vec<(u32, f64)>) {
+        out.clear();
+        if !self.nodes.is_empty() {
+            self.gather(0, q, max_chord2, out);
+        }
+    }
+
+    fn gather(&self, node: u32, q: [f64; 3], max_chord2: f64, out: &mut Vec<(u32, f64)>) {
+        match self.nodes[node as usize] {
+            Node::Leaf { lo, hi } => {
+                for &(p, key) in &self.points[lo as usize..hi as usize] {
+                    let d2 = chord_sq(p, q);
+                    if d2 <= max_chord2 {
+                        out.push((key, d2));
+                    }
+                }
+            }
+            Node::Split { axis, at, left, right } => {
+                let diff = q[axis as usize] - at;
+                if diff < 0.0 || diff * diff <= max_chord2 {
+                    self.gather(left, q, max_chord2, out);
+                }
+                if diff >= 0.0 || diff * diff <= max_chord2 {
+                    self.gather(right, q, max_chord2, out);
+                }
+            }
+        }
+    }
+
     fn search(&self, node: u32, q: [f64; 3], k: usize, worst: &mut f64, out: &mut Vec<(u32, f64)>) {
         match self.nodes[node as usize] {
             Node::Leaf { lo, hi } => {
@@ -136,6 +167,26 @@ mod tests {
                 .collect();
             want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             want.truncate(k);
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn within_equals_brute_force(
+            pts in prop::collection::vec((-60.0f64..60.0, -180.0f64..180.0), 0..120),
+            q in (-60.0f64..60.0, -180.0f64..180.0),
+            max_chord2 in 0.0f64..4.0,
+        ) {
+            let unit = |(lat, lon): (f64, f64)| LatLon::new(lat, lon).unwrap().to_unit();
+            let points: Vec<([f64; 3], u32)> = pts.iter().enumerate().map(|(i, &p)| (unit(p), i as u32)).collect();
+            let tree = KdTree::new(points.clone());
+            let mut got = Vec::new();
+            tree.within(unit(q), max_chord2, &mut got);
+            got.sort_by_key(|&(key, _)| key);
+            let want: Vec<(u32, f64)> = points
+                .iter()
+                .map(|&(p, key)| (key, chord_sq(p, unit(q))))
+                .filter(|&(_, d2)| d2 <= max_chord2)
+                .collect();
             prop_assert_eq!(got, want);
         }
     }

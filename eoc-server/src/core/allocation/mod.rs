@@ -12,12 +12,17 @@
 //!
 //! - [`allocate`] solves from scratch by successive shortest paths over the
 //!   sites (see `ssp.rs` for the method and why it is exact while looking
-//!   only at each village's nearest sites).
+//!   only at each village's nearest sites). A contended instance, one that
+//!   solver cannot finish in about a millisecond of work, goes to an auction
+//!   (`auction.rs`) when everybody can be placed: near-optimal (within
+//!   0.5 % in the tests, 0.1 % on the Tajikistan M7.2) in a fraction of the
+//!   time. When room runs out the exact solver goes on, within its budget.
 //! - [`reallocate`] starts from the previous result and its site prices and
 //!   repairs only what a change broke.
 //! - [`exact`] is an independent reference solver on the complete graph,
 //!   for tests and benchmarks.
 
+mod auction;
 pub mod exact;
 mod knn;
 mod ssp;
@@ -73,14 +78,16 @@ pub struct Allocation {
     /// Site prices that certify the flow optimal; `None` for an allocation
     /// not made by this module, which [`reallocate`] then solves cold.
     warm: Option<Box<WarmStart>>,
-    /// Whether the work budget ran out and part of it was placed greedily.
+    /// Whether it is not proven minimal: placed by the auction, or, after
+    /// the work budget ran out, partly greedily.
     approximate: bool,
 }
 
 impl Allocation {
-    /// Whether the solver ran out of its work budget and placed the rest of
-    /// the people greedily (feasible, most exposed first, but not minimal in
-    /// person-distance).
+    /// Whether the person-distance is not proven minimal: the auction placed
+    /// everybody (close to the minimum), or the exact solver ran out of its
+    /// work budget and placed the rest greedily. Either way the placement is
+    /// feasible and most exposed first.
     pub fn is_approximate(&self) -> bool {
         self.approximate
     }
@@ -148,7 +155,18 @@ impl Default for AllocParams {
 /// Each village is placed once per demand entry; a village listed twice is
 /// two demands.
 pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
-    ssp::Solver::new(demands, supplies, params).solve_cold()
+    let quick = ssp::Solver::new(demands, supplies, params).with_budget(ssp::QUICK_BUDGET).solve_cold();
+    if !quick.is_approximate() {
+        return quick;
+    }
+    contended(demands, supplies, params)
+}
+
+/// An instance the exact solver could not finish quickly: the auction if
+/// everybody can be placed, else the exact solver on its full budget.
+fn contended(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
+    auction::solve(demands, supplies, params)
+        .unwrap_or_else(|| ssp::Solver::new(demands, supplies, params).solve_cold())
 }
 
 /// Re-allocates after a change (site room, demands, or both), warm-started
@@ -168,6 +186,9 @@ pub fn reallocate(
     if let Some(warm) = &previous.warm
         && let Some(out) = ssp::Solver::new(demands, supplies, params).solve_warm(previous, warm)
     {
+        if out.is_approximate() {
+            return auction::solve(demands, supplies, params).unwrap_or(out);
+        }
         return out;
     }
     allocate(demands, supplies, params)
@@ -225,10 +246,17 @@ mod tests {
         assert!(a.shortfall.iter().all(|&(_, n)| n > 0));
     }
 
+    /// The same persons served per demand at the optimum person-metres, or
+    /// within 0.5 % of them when either side came from the auction.
     fn assert_same_optimum(got: &Allocation, want: &Allocation, demands: &[Demand]) {
         assert_eq!(served(got, demands), served(want, demands), "served per demand");
         let (g, w) = (got.person_m(), want.person_m());
-        assert!((g - w).abs() <= 1e-9 * w.max(1.0), "person-metres {g} vs optimum {w}");
+        if got.is_approximate() || want.is_approximate() {
+            let best = g.min(w);
+            assert!(g.max(w) <= best * 1.005 + 1e-6, "person-metres {g} vs {w}");
+        } else {
+            assert!((g - w).abs() <= 1e-9 * w.max(1.0), "person-metres {g} vs optimum {w}");
+        }
     }
 
     /// A tight instance that needs augmenting paths: once the work budget

@@ -66,12 +66,14 @@ pub(super) const CANDIDATES: usize = 16;
 /// order, at the nearest sites with room: still feasible and
 /// most-exposed-first, no longer minimal in person-distance. About 20
 /// million units take a second here, so this bounds a solve to roughly
-/// 200 ms. The Tajikistan M7.2 near Rasht (247 villages with 23,906
-/// people displaced, 1,614 candidate sites) needs 8.8 million units to
-/// finish exactly; within this budget its result is 0.67% above the
-/// optimum person-distance (2,324,422 against 2,308,902 person-km), with
-/// nobody left short.
+/// 200 ms. [`super::allocate`] only spends it when the auction cannot place
+/// everybody; a warm re-solve spends it before handing over to the auction.
 pub(super) const WORK_BUDGET: u64 = 4_000_000;
+
+/// The budget of the first, exact attempt of [`super::allocate`] (about a
+/// millisecond): loose instances finish well within it; contended ones
+/// go to the auction.
+pub(super) const QUICK_BUDGET: u64 = 150_000;
 
 /// Below this many sites with room, greedy placement scans them directly.
 const OPEN_SCAN: usize = 256;
@@ -138,6 +140,16 @@ impl Ord for Event {
     }
 }
 
+/// What an augmentation left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Augmented {
+    /// The path filled its last site and every arc on it still carries
+    /// people: the search may go on.
+    Saturated,
+    /// Anything else.
+    Other,
+}
+
 enum Outcome {
     /// Reached a site with room.
     Room(u32),
@@ -179,6 +191,9 @@ pub(super) struct Solver<'a> {
     pred: Vec<Pred>,
     heap: BinaryHeap<Event>,
     settled: Vec<u32>,
+    /// Whether this search relaxed the demand's own arcs (`direct` may
+    /// end a search without).
+    rooted: bool,
     pending: BinaryHeap<Reverse<u32>>,
     /// Whether a warm flow may hold people of later demands, so searches
     /// look for places to take back.
@@ -230,6 +245,7 @@ impl<'a> Solver<'a> {
             pred: vec![Pred::Root; m],
             heap: BinaryHeap::new(),
             settled: Vec::new(),
+            rooted: false,
             pending: BinaryHeap::new(),
             displacing: false,
             work: 0,
@@ -240,8 +256,7 @@ impl<'a> Solver<'a> {
         }
     }
 
-    /// The same solver with another work budget (tests use tiny ones).
-    #[cfg(test)]
+    /// The same solver with another work budget.
     pub(super) fn with_budget(mut self, budget: u64) -> Self {
         self.budget = budget;
         self
@@ -427,39 +442,81 @@ impl<'a> Solver<'a> {
     }
 
     /// Augments from demand `i` until it is served or nothing is reachable.
+    ///
+    /// One search serves many augmenting paths: when a path fills the site
+    /// it ends at and leaves every other arc on it with people still on it
+    /// (the common case, a big village filling small schools one after the
+    /// other), the residual graph changed only by that site having no room
+    /// and new hosts whose arcs leave at the level they were already reached
+    /// at. Dijkstra can therefore go on from where it stopped: the distances
+    /// it settled stay shortest, and the next site with room it reaches ends
+    /// the next shortest augmenting path. Prices rise once, to the level of
+    /// the last path, when the search ends (the rises of successive paths
+    /// telescope). Anything else (a path that emptied an arc, no room
+    /// reachable after a path, a displacement) starts a fresh search.
     fn serve(&mut self, i: u32) {
         if self.exhausted {
             self.greedy(i);
             return;
         }
         while self.left[i as usize] > 0 {
-            match self.search(i) {
-                Outcome::OutOfBudget => {
-                    self.exhausted = true;
-                    self.greedy(i);
-                    return;
-                }
-                Outcome::Room(t) => {
-                    if !self.augment(i, t, None) {
+            let mut outcome = self.search(i);
+            // The level of the last path this search augmented, whose
+            // price rise is still to be made.
+            let mut level: Option<f64> = None;
+            loop {
+                match outcome {
+                    Outcome::OutOfBudget => {
+                        if let Some(d) = level {
+                            self.raise_prices(d);
+                        }
+                        self.exhausted = true;
+                        self.greedy(i);
                         return;
                     }
-                }
-                Outcome::Displace { site, demand } => {
-                    if !self.augment(i, site, Some(demand)) {
+                    Outcome::Room(t) => {
+                        let step = self.augment(i, t, None);
+                        level = Some(self.dist[t as usize]);
+                        match step {
+                            Some(Augmented::Saturated) if self.left[i as usize] > 0 => {
+                                self.reopen(i, t);
+                                outcome = self.run(i);
+                                continue;
+                            }
+                            Some(_) => break,
+                            None => {
+                                self.raise_prices(self.dist[t as usize]);
+                                return;
+                            }
+                        }
+                    }
+                    Outcome::Displace { site, demand } if level.is_none() => {
+                        let step = self.augment(i, site, Some(demand));
+                        level = Some(self.dist[site as usize]);
+                        if step.is_none() {
+                            self.raise_prices(self.dist[site as usize]);
+                            return;
+                        }
+                        break;
+                    }
+                    Outcome::Stuck if level.is_none() => {
+                        if !self.settled.is_empty() {
+                            self.dead_sets += 1;
+                        }
+                        for k in 0..self.settled.len() {
+                            let t = self.settled[k] as usize;
+                            self.dead[t] = true;
+                            self.dead_gen[t] = self.dead_sets;
+                        }
                         return;
                     }
+                    // Paths were augmented and then no room was reachable:
+                    // settle their prices and look again from scratch.
+                    Outcome::Displace { .. } | Outcome::Stuck => break,
                 }
-                Outcome::Stuck => {
-                    if !self.settled.is_empty() {
-                        self.dead_sets += 1;
-                    }
-                    for k in 0..self.settled.len() {
-                        let t = self.settled[k] as usize;
-                        self.dead[t] = true;
-                        self.dead_gen[t] = self.dead_sets;
-                    }
-                    return;
-                }
+            }
+            if let Some(d) = level {
+                self.raise_prices(d);
             }
         }
     }
@@ -651,10 +708,41 @@ impl<'a> Solver<'a> {
         self.heap.clear();
         self.settled.clear();
         self.ensure_cands(i, CANDIDATES);
+        self.rooted = false;
         if let Some(t) = self.direct(i) {
             return Outcome::Room(t);
         }
         self.relax_village(i, ROOT, 0.0, 0.0, 0);
+        self.rooted = true;
+        self.run(i)
+    }
+
+    /// Goes on with the search from demand `i` after the path to `t` filled
+    /// it: `t`, settled, now has no room, so its hosts' arcs leave from it.
+    fn reopen(&mut self, i: u32, t: u32) {
+        if !self.rooted {
+            // `direct` found `t` without relaxing the demand's own arcs.
+            self.relax_village(i, ROOT, 0.0, 0.0, 0);
+            self.rooted = true;
+        }
+        self.open_hosts(t, self.dist[t as usize]);
+    }
+
+    /// Relaxes the arcs of the villages placed at full site `t`, settled at
+    /// `dist_t`: moving one of them elsewhere frees a place at `t`.
+    fn open_hosts(&mut self, t: u32, dist_t: f64) {
+        let ti = t as usize;
+        for h in 0..self.hosts[ti].len() {
+            let u = self.hosts[ti][h];
+            let Some(here) = self.flow_at(u, t).map(|p| p.dist_m) else { continue };
+            self.ensure_cands(u, CANDIDATES);
+            let base = dist_t - here - self.price[ti];
+            self.relax_village(u, t, base, dist_t, 0);
+        }
+    }
+
+    /// Dijkstra from the heap as it stands, until a site with room settles.
+    fn run(&mut self, i: u32) -> Outcome {
         let mut displace: Option<(u32, u32)> = None; // (demand, site)
         while let Some(ev) = self.heap.pop() {
             self.work += 1;
@@ -679,14 +767,7 @@ impl<'a> Solver<'a> {
                         }
                     }
                 }
-                let dist_t = ev.key;
-                for h in 0..self.hosts[ti].len() {
-                    let u = self.hosts[ti][h];
-                    let Some(here) = self.flow_at(u, t).map(|p| p.dist_m) else { continue };
-                    self.ensure_cands(u, CANDIDATES);
-                    let base = dist_t - here - self.price[ti];
-                    self.relax_village(u, t, base, dist_t, 0);
-                }
+                self.open_hosts(t, ev.key);
             } else {
                 let (u, from, upto) = (ev.village, ev.site, ev.upto as usize);
                 if from != ROOT && self.done[from as usize] != self.epoch {
@@ -736,9 +817,10 @@ impl<'a> Solver<'a> {
         Some(t)
     }
 
-    /// Pushes the bottleneck along the path to `target` and updates prices.
-    /// With `displace = Some(j)` the path ends by taking `j`'s place there.
-    fn augment(&mut self, i: u32, target: u32, displace: Option<u32>) -> bool {
+    /// Pushes the bottleneck along the path to `target`; the caller raises
+    /// the prices. With `displace = Some(j)` the path ends by taking `j`'s
+    /// place there. `None` if the path had no capacity.
+    fn augment(&mut self, i: u32, target: u32, displace: Option<u32>) -> Option<Augmented> {
         let mut steps: Vec<(u32, u32, u32)> = Vec::new(); // (from, village, to)
         let mut t = target;
         while let Pred::Via { from, village } = self.pred[t as usize] {
@@ -758,13 +840,15 @@ impl<'a> Solver<'a> {
             // Unreachable by construction (every arc on the path carries
             // people); report a shortfall rather than loop forever.
             debug_assert!(false, "augmenting path without capacity");
-            return false;
+            return None;
         }
         let d_first = self.demands[i as usize].at.distance_m(self.supplies[first as usize].at);
         self.add_flow(i, first, b, d_first);
         self.left[i as usize] -= b;
+        let mut emptied = false;
         for &(from, u, to) in &steps {
             self.remove_flow(u, from, b);
+            emptied |= self.flow_at(u, from).is_none();
             let d = self.demands[u as usize].at.distance_m(self.supplies[to as usize].at);
             self.add_flow(u, to, b, d);
         }
@@ -779,14 +863,23 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        let d_target = self.dist[target as usize];
+        Some(if displace.is_none() && !emptied && self.room[target as usize] == 0 {
+            Augmented::Saturated
+        } else {
+            Augmented::Other
+        })
+    }
+
+    /// Raises the price of every site the search settled below `level` (the
+    /// distance of the last augmenting path) to keep reduced costs
+    /// non-negative.
+    fn raise_prices(&mut self, level: f64) {
         for &s in &self.settled {
-            let gap = d_target - self.dist[s as usize];
+            let gap = level - self.dist[s as usize];
             if gap > 0.0 {
                 self.price[s as usize] += gap;
             }
         }
-        true
     }
 
     /// Searches skip dead sites, so their prices missed the rises of the
