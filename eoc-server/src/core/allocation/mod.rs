@@ -12,8 +12,9 @@
 //!
 //! - [`allocate`] solves from scratch by successive shortest paths over the
 //!   sites (see `ssp.rs` for the method and why it is exact while looking
-//!   only at each village's nearest sites). A contended instance, one that
-//!   solver cannot finish in about a millisecond of work, goes to an auction
+//!   only at each village's nearest sites). A contended instance of up to
+//!   1,000 demands, one that solver cannot finish in about a millisecond of
+//!   work, goes to an auction
 //!   (`auction.rs`) when everybody can be placed: near-optimal (within
 //!   0.5 % in the tests, 0.1 % on the Tajikistan M7.2) in a fraction of the
 //!   time. When room runs out the exact solver goes on, within its budget.
@@ -155,12 +156,21 @@ impl Default for AllocParams {
 /// Each village is placed once per demand entry; a village listed twice is
 /// two demands.
 pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
+    if demands.len() > AUCTION_MAX_DEMANDS {
+        return ssp::Solver::new(demands, supplies, params).solve_cold();
+    }
     let quick = ssp::Solver::new(demands, supplies, params).with_budget(ssp::QUICK_BUDGET).solve_cold();
     if !quick.is_approximate() {
         return quick;
     }
     contended(demands, supplies, params)
 }
+
+/// Above this many demands the exact solver is used alone: it solves large
+/// loose instances exactly (and keeps the prices that make the next change
+/// cheap), while the auction's bids grow with the villages that contend
+/// (10⁵ villages with 1,000 sites would need seconds of bidding).
+const AUCTION_MAX_DEMANDS: usize = 1_000;
 
 /// An instance the exact solver could not finish quickly: the auction if
 /// everybody can be placed, else the exact solver on its full budget.
@@ -186,7 +196,7 @@ pub fn reallocate(
     if let Some(warm) = &previous.warm
         && let Some(out) = ssp::Solver::new(demands, supplies, params).solve_warm(previous, warm)
     {
-        if out.is_approximate() {
+        if out.is_approximate() && demands.len() <= AUCTION_MAX_DEMANDS {
             return auction::solve(demands, supplies, params).unwrap_or(out);
         }
         return out;
