@@ -16,7 +16,7 @@
 //!   1,000 demands, one that solver cannot finish in about a millisecond of
 //!   work, goes to an auction
 //!   (`auction.rs`) when everybody can be placed: near-optimal (within
-//!   0.5 % in the tests, 0.1 % on the Tajikistan M7.2) in a fraction of the
+//!   1 % in the tests, 0.1 % on the Tajikistan M7.2) in a fraction of the
 //!   time. When room runs out the exact solver goes on, within its budget.
 //! - [`reallocate`] starts from the previous result and its site prices and
 //!   repairs only what a change broke.
@@ -257,13 +257,13 @@ mod tests {
     }
 
     /// The same persons served per demand at the optimum person-metres, or
-    /// within 0.5 % of them when either side came from the auction.
+    /// within 1 % of them when either side came from the auction.
     fn assert_same_optimum(got: &Allocation, want: &Allocation, demands: &[Demand]) {
         assert_eq!(served(got, demands), served(want, demands), "served per demand");
         let (g, w) = (got.person_m(), want.person_m());
         if got.is_approximate() || want.is_approximate() {
             let best = g.min(w);
-            assert!(g.max(w) <= best * 1.005 + 1e-6, "person-metres {g} vs {w}");
+            assert!(g.max(w) <= best * 1.01 + 1e-6, "person-metres {g} vs {w}");
         } else {
             assert!((g - w).abs() <= 1e-9 * w.max(1.0), "person-metres {g} vs optimum {w}");
         }
