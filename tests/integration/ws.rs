@@ -58,6 +58,19 @@ async fn a_lagging_client_gets_a_fresh_snapshot() {
     let mut alert = earthquake("eq-lag");
     alert["type"] = json!("alert");
     ws.send(&alert).await;
+    // A burst of positions while this client reads nothing: the writer
+    // broadcasts their frames back to back, more than two of them before
+    // the client's sender can take any (an alert alone may not be).
+    let server_ref = &server;
+    let burst = (0..30).map(|i| {
+        let team = if i % 2 == 0 { "t-1" } else { "t-2" };
+        let body = message(json!({"lat": 38.5 + f64::from(i) * 0.001, "lon": 68.7}));
+        let path = format!("/api/v1/teams/{team}/position");
+        async move { server_ref.post(&path, &body).await.0 }
+    });
+    for status in futures_util::future::join_all(burst).await {
+        assert_eq!(status, 200);
+    }
     let (mut snapshot, mut ack) = (None, None);
     while snapshot.is_none() || ack.is_none() {
         let frame = ws.next().await;
