@@ -143,6 +143,8 @@ struct Auction<'a> {
     takes: Vec<(u32, u32, u32)>,
     /// Sites the bid under way took units at, with their distance.
     took_at: Vec<(u32, f64)>,
+    /// Villages outbid at one site (scratch of `commit`).
+    outbid: Vec<u32>,
 }
 
 /// Places every demand within `params.max_distance_m`, close to the least
@@ -198,6 +200,7 @@ impl<'a> Auction<'a> {
             budget: WORK_BUDGET,
             takes: Vec::new(),
             took_at: Vec::new(),
+            outbid: Vec::new(),
         };
         // ε from a lower bound on the mean distance: everybody at the
         // nearest site in range.
@@ -402,7 +405,7 @@ impl<'a> Auction<'a> {
         // Take from the highest tier index down so indices stay valid.
         self.takes.sort_unstable_by(|a, b| (a.0, b.1).cmp(&(b.0, a.1)));
         let takes = std::mem::take(&mut self.takes);
-        let mut outbid: Vec<u32> = Vec::new();
+        let mut outbid = std::mem::take(&mut self.outbid);
         let mut k = 0;
         while k < takes.len() {
             let t = takes[k].0;
@@ -452,6 +455,7 @@ impl<'a> Auction<'a> {
         }
         self.takes = takes;
         self.takes.clear();
+        self.outbid = outbid;
         Some(())
     }
 
@@ -530,24 +534,10 @@ mod tests {
         LatLon::new(lat, lon).unwrap()
     }
 
-    /// Within capacity and range, everybody placed, distances right.
+    /// Within capacity and range, distances right, and everybody placed.
     fn check_feasible(a: &Allocation, demands: &[Demand], supplies: &[Supply], params: &AllocParams) {
-        assert!(a.shortfall.is_empty());
-        for s in supplies {
-            let load: u64 = a.flows.iter().filter(|f| f.site == s.site).map(|f| u64::from(f.persons)).sum();
-            assert!(load <= u64::from(s.free), "site {:?} holds {load} > {}", s.site, s.free);
-        }
-        for d in demands {
-            let placed: u64 =
-                a.flows.iter().filter(|f| f.village == d.village).map(|f| u64::from(f.persons)).sum();
-            assert_eq!(placed, u64::from(d.persons), "village {:?}", d.village);
-        }
-        for f in &a.flows {
-            let d = demands.iter().find(|d| d.village == f.village).unwrap();
-            let s = supplies.iter().find(|s| s.site == f.site).unwrap();
-            assert_eq!(f.distance_m, d.at.distance_m(s.at));
-            assert!(f.distance_m <= params.max_distance_m);
-        }
+        crate::core::allocation::tests::check_feasible(a, demands, supplies, params);
+        assert!(a.shortfall.is_empty(), "the auction answers only when everybody fits");
     }
 
     /// A Rasht-like instance: big villages near an epicentre, a ring of

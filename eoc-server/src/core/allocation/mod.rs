@@ -234,7 +234,12 @@ mod tests {
     }
 
     /// Everything a caller relies on, whatever the instance.
-    fn check_feasible(a: &Allocation, demands: &[Demand], supplies: &[Supply], params: &AllocParams) {
+    pub(super) fn check_feasible(
+        a: &Allocation,
+        demands: &[Demand],
+        supplies: &[Supply],
+        params: &AllocParams,
+    ) {
         for s in supplies {
             let load: u64 = a.flows.iter().filter(|f| f.site == s.site).map(|f| u64::from(f.persons)).sum();
             assert!(load <= u64::from(s.free), "site {:?} holds {load} > free {}", s.site, s.free);
