@@ -13,6 +13,15 @@
 //! outbid are free to bid again, and the auction ends when everybody is
 //! placed.
 //!
+//! Each village keeps a list of the sites in range nearest to it, nearest
+//! first, grown ring by ring (a k-d tree radius query, about 10 % further
+//! each time) only when a unit beyond the list could be among the cheapest.
+//! A bid scans its village's list once, keeping its few cheapest offers in
+//! order; since a unit costs at least its distance, the scan stops at the
+//! first site further than the dearest offer kept. Lists stay short (about
+//! 60 sites on the Tajikistan M7.2), so scanning beats keeping per-village
+//! heaps of offers up to date as prices move.
+//!
 //! # Quality and speed
 //!
 //! A village's units cost at most the ε of the bid that won them more than
@@ -27,8 +36,8 @@
 //! slack, so the bound above no longer certifies the result: the tests hold
 //! it within 1 % of the exact optimum on random instances (0.57 % at worst
 //! seen over several thousand, 0.008 % at the median), and on the
-//! Tajikistan M7.2 it is 0.1 % above, after about 5,000 bids instead of
-//! 14,000.
+//! Tajikistan M7.2 it is 0.07 % above, after about 5,200 bids instead of
+//! 14,000, in about 3 ms.
 //!
 //! # When it answers
 //!
@@ -38,7 +47,7 @@
 //! price beyond any path through the villages, or its work budget spent)
 //! and gives up, and the caller keeps the exact solver's answer.
 
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 use super::knn::KdTree;
 use super::{AllocParams, Allocation, Demand, Flow, Supply};
@@ -56,13 +65,21 @@ const EPS_MAX: f64 = 32.0;
 /// Sites a village lists before it needs to look further.
 const CANDIDATES: usize = 16;
 
-/// Units examined (heap events) before the auction gives up, and the
-/// exact solver's budgeted answer stands. The Tajikistan M7.2 near Rasht
-/// (247 villages, 23,906 people, 1,614 sites) takes about 100,000, a
-/// synthetic M7.2 on 10⁴ villages about 120,000. On 10⁵ villages with
-/// 1,000 sites (375,444 people for 514,321 places) the auction would need
-/// 20 million (seconds): there it stops after about 0.1 s.
-const WORK_BUDGET: u64 = 500_000;
+/// Work (listed sites looked at by bids) before the auction gives up, and
+/// the exact solver's answer stands. The Tajikistan M7.2 near Rasht (247
+/// villages, 23,906 people, 1,614 sites) takes about 210,000 in 5,200
+/// bids, a synthetic M7.2 on 10⁴ villages about 190,000 in 12,000 bids:
+/// a few milliseconds. Where prices climb far above the distances (big
+/// villages in a small area full of small schools) bids scan whole lists:
+/// the tests' Rasht-like instance takes 2.2 million. The budget stops a
+/// runaway after about 40 ms.
+const WORK_BUDGET: u64 = 5_000_000;
+
+/// Offers a bid keeps in order in its first pass.
+const TOP: usize = 6;
+
+/// A village's list grows to this many times the distance it needs.
+const WIDEN_STEP: f64 = 1.1;
 
 /// Owner of room nobody holds.
 const NOBODY: u32 = u32::MAX;
@@ -76,14 +93,42 @@ struct Tier {
 
 #[derive(Debug, Clone, Default)]
 struct Cands {
-    /// Site position in the supply slice and great-circle metres, nearest first.
-    sites: Vec<(u32, f64)>,
+    /// Positions in the supply slice of the sites listed, nearest first
+    /// (a widening appends the next ring).
+    sites: Vec<u32>,
+    /// Great-circle metres to each listed site.
+    dist_m: Vec<f64>,
     /// Metres to the nearest site in range not listed; infinite if none.
     next_m: f64,
 }
 
-/// A site as village `u` sees it: the cheapest unit there that `u` does
-/// not hold costs `value` (distance plus that unit's price).
+/// The two prices of a site that every village sees: its cheapest unit's,
+/// and the cheapest of units not held by that unit's owner; infinite where
+/// there is none.
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    price: f64,
+    owner: u32,
+    second: f64,
+}
+
+impl Floor {
+    fn of(tiers: &[Tier]) -> Floor {
+        let Some(first) = tiers.first() else {
+            return Floor { price: f64::INFINITY, owner: NOBODY, second: f64::INFINITY };
+        };
+        let second = tiers.iter().find(|x| x.owner != first.owner).map_or(f64::INFINITY, |x| x.price);
+        Floor { price: first.price, owner: first.owner, second }
+    }
+
+    /// The price of the cheapest unit here that `u` does not hold.
+    fn for_village(self, u: u32) -> f64 {
+        if self.owner != u { self.price } else { self.second }
+    }
+}
+
+/// A listed site as village `u` sees it in a bid: the cheapest unit there
+/// that `u` does not hold costs `value` (distance plus that unit's price).
 #[derive(Debug, Clone, Copy)]
 struct Offer {
     value: f64,
@@ -91,21 +136,12 @@ struct Offer {
     site: u32,
 }
 
-impl PartialEq for Offer {
-    fn eq(&self, other: &Self) -> bool {
-        self.value.total_cmp(&other.value).is_eq()
-    }
-}
-impl Eq for Offer {}
-impl PartialOrd for Offer {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Offer {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.value.total_cmp(&self.value)
-    }
+/// What a look at a village's offers found.
+enum Pick {
+    /// The units to take are in `takes`, the next cheapest unit costs `w`.
+    Bid { got: u32, w: f64, last: f64 },
+    /// A site not yet listed may be cheaper than this: list up to here.
+    Widen(f64),
 }
 
 struct Auction<'a> {
@@ -114,22 +150,20 @@ struct Auction<'a> {
     max_m: f64,
     max_chord2: f64,
     tree: KdTree,
-    /// Sites marked with `mark` (scratch of `list_more`).
+    /// Sites marked with `mark` (scratch of `widen`).
     marked: Vec<u32>,
     mark: u32,
     knn_buf: Vec<(u32, f64)>,
     cands: Vec<Cands>,
-    /// Per village, its listed sites by what their cheapest unit cost when
-    /// last looked at. Prices only rise, so an entry is a lower bound; it is
-    /// re-keyed when it comes up stale.
-    offers: Vec<BinaryHeap<Offer>>,
+    /// The offers of the bid under way (scratch of `pick`).
+    offers: Vec<Offer>,
     left: Vec<u32>,
     queued: Vec<bool>,
     queue: VecDeque<u32>,
     /// Per site, tiers by rising price.
     tiers: Vec<Vec<Tier>>,
-    /// The bid that last took units at a site.
-    stamp: Vec<u64>,
+    /// Per site, what a bid's scan needs of its tiers.
+    floors: Vec<Floor>,
     bids: u64,
     /// ε of the bid under way, the ε every village starts with, and how
     /// often each village has bid.
@@ -143,8 +177,6 @@ struct Auction<'a> {
     takes: Vec<(u32, u32, u32)>,
     /// Sites the bid under way took units at, with their distance.
     took_at: Vec<(u32, f64)>,
-    /// Villages outbid at one site (scratch of `commit`).
-    outbid: Vec<u32>,
 }
 
 /// Places every demand within `params.max_distance_m`, close to the least
@@ -172,7 +204,8 @@ impl<'a> Auction<'a> {
             .map(|s| {
                 if s.free > 0 { vec![Tier { price: 0.0, owner: NOBODY, count: s.free }] } else { Vec::new() }
             })
-            .collect();
+            .collect::<Vec<Vec<Tier>>>();
+        let floors = tiers.iter().map(|t| Floor::of(t)).collect();
         let mut a = Auction {
             demands,
             supplies,
@@ -183,12 +216,12 @@ impl<'a> Auction<'a> {
             mark: 0,
             knn_buf: Vec::new(),
             cands: vec![Cands::default(); demands.len()],
-            offers: vec![BinaryHeap::new(); demands.len()],
+            offers: Vec::new(),
             left: demands.iter().map(|d| d.persons).collect(),
             queued: vec![false; demands.len()],
             queue: VecDeque::with_capacity(demands.len()),
             tiers,
-            stamp: vec![0; supplies.len()],
+            floors,
             bids: 0,
             eps: 0.0,
             final_eps: 0.0,
@@ -200,14 +233,13 @@ impl<'a> Auction<'a> {
             budget: WORK_BUDGET,
             takes: Vec::new(),
             took_at: Vec::new(),
-            outbid: Vec::new(),
         };
         // ε from a lower bound on the mean distance: everybody at the
         // nearest site in range.
         let (mut person_m, mut persons) = (0.0, 0.0);
         for (u, d) in demands.iter().enumerate() {
             a.list_first(u as u32);
-            let nearest = a.cands[u].sites.first()?.1;
+            let nearest = *a.cands[u].dist_m.first()?;
             person_m += f64::from(d.persons) * nearest;
             persons += f64::from(d.persons);
         }
@@ -221,12 +253,13 @@ impl<'a> Auction<'a> {
         Some(a)
     }
 
-    /// Lists the nearest [`CANDIDATES`] sites of village `u` and offers
-    /// them; `next_m` is where the rest begin.
+    /// Lists the nearest [`CANDIDATES`] sites of village `u`; `next_m` is
+    /// where the rest begin.
     fn list_first(&mut self, u: u32) {
         let q = self.demands[u as usize].at.to_unit();
         self.tree.nearest(q, CANDIDATES + 1, self.max_chord2, &mut self.knn_buf);
-        let mut c = Cands { sites: Vec::with_capacity(CANDIDATES), next_m: f64::INFINITY };
+        let c = &mut self.cands[u as usize];
+        c.next_m = f64::INFINITY;
         for &(t, c2) in &self.knn_buf {
             let d = chord_sq_to_m(c2);
             if d > self.max_m {
@@ -238,19 +271,16 @@ impl<'a> Auction<'a> {
                 c.next_m = d - 1e-6;
                 break;
             }
-            c.sites.push((t, d));
-            if let Some(p) = self.cheapest_for(t, u) {
-                self.offers[u as usize].push(Offer { value: d + p, dist: d, site: t });
-            }
+            c.sites.push(t);
+            c.dist_m.push(d);
         }
-        self.cands[u as usize] = c;
     }
 
     /// Lists every site within `radius_m` of village `u` (at least twice
-    /// as far as before, at most the distance limit) and offers it those
-    /// it had not listed.
+    /// as far as before, at most the distance limit) that it had not
+    /// listed.
     fn widen(&mut self, u: u32, radius_m: f64) {
-        let radius_m = radius_m.max(2.0 * self.cands[u as usize].next_m);
+        let radius_m = radius_m.max(self.cands[u as usize].next_m) * WIDEN_STEP;
         let (chord2, next_m) = if radius_m >= self.max_m {
             (self.max_chord2, f64::INFINITY)
         } else {
@@ -261,12 +291,13 @@ impl<'a> Auction<'a> {
             self.marked.fill(0);
             self.mark = 1;
         }
-        for &(t, _) in &self.cands[u as usize].sites {
+        let c = &mut self.cands[u as usize];
+        for &t in &c.sites {
             self.marked[t as usize] = self.mark;
         }
         let q = self.demands[u as usize].at.to_unit();
         self.tree.within(q, chord2, &mut self.knn_buf);
-        let mut sites = std::mem::take(&mut self.cands[u as usize].sites);
+        let first_new = c.sites.len();
         for &(t, c2) in &self.knn_buf {
             if self.marked[t as usize] == self.mark {
                 continue;
@@ -275,19 +306,21 @@ impl<'a> Auction<'a> {
             if d > self.max_m {
                 continue;
             }
-            sites.push((t, d));
-            if let Some(p) = self.cheapest_for(t, u) {
-                self.offers[u as usize].push(Offer { value: d + p, dist: d, site: t });
-            }
+            c.sites.push(t);
+            c.dist_m.push(d);
+        }
+        // Nearest first within the new ring, so that a bid's scan meets
+        // the likelier sites early.
+        let mut ring: Vec<(f64, u32)> =
+            c.dist_m[first_new..].iter().copied().zip(c.sites[first_new..].iter().copied()).collect();
+        ring.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        for (k, (d, t)) in ring.into_iter().enumerate() {
+            c.dist_m[first_new + k] = d;
+            c.sites[first_new + k] = t;
         }
         // A site just beyond the radius may round inside it: the slack
         // keeps `next_m` a bound.
-        self.cands[u as usize] = Cands { sites, next_m: next_m - 1e-6 };
-    }
-
-    /// The price of the cheapest unit at `t` that `u` does not hold.
-    fn cheapest_for(&self, t: u32, u: u32) -> Option<f64> {
-        self.tiers[t as usize].iter().find(|x| x.owner != u).map(|x| x.price)
+        c.next_m = next_m - 1e-6;
     }
 
     fn run(&mut self) -> Option<()> {
@@ -300,44 +333,6 @@ impl<'a> Auction<'a> {
         Some(())
     }
 
-    /// The cheapest site for `u` now, taken off its heap; `Some(None)` if
-    /// nothing in range is left, `None` when the work budget is spent.
-    fn next_offer(&mut self, u: u32) -> Option<Option<Offer>> {
-        loop {
-            self.work += 1;
-            if self.work > self.budget {
-                return None;
-            }
-            let next_m = self.cands[u as usize].next_m;
-            let Some(o) = self.offers[u as usize].pop() else {
-                if next_m.is_finite() {
-                    self.widen(u, 0.0);
-                    continue;
-                }
-                return Some(None);
-            };
-            if self.stamp[o.site as usize] == self.bids {
-                continue; // already taken from in this bid
-            }
-            let Some(p) = self.cheapest_for(o.site, u) else { continue };
-            let value = o.dist + p;
-            if value > o.value {
-                self.offers[u as usize].push(Offer { value, ..o });
-                continue;
-            }
-            if value < o.value {
-                continue; // a fresher entry was pushed when `u` lost units here
-            }
-            if value > next_m {
-                // A site not yet listed may be cheaper: list more.
-                self.offers[u as usize].push(o);
-                self.widen(u, value);
-                continue;
-            }
-            return Some(Some(o));
-        }
-    }
-
     /// Village `u` takes its `left` cheapest units and pays for each up to
     /// the cost of the next cheapest plus ε.
     fn bid(&mut self, u: u32) -> Option<()> {
@@ -345,21 +340,101 @@ impl<'a> Auction<'a> {
         self.bids_by[u as usize] += 1;
         let doublings = f64::from(self.bids_by[u as usize] - 1) / ESCALATE_EVERY;
         self.eps = self.final_eps * 2f64.powf(doublings).min(EPS_MAX);
+        let (got, mut w, last) = loop {
+            match self.pick(u)? {
+                Pick::Bid { got, w, last } => break (got, w, last),
+                Pick::Widen(radius_m) => self.widen(u, radius_m),
+            }
+        };
+        if got == 0 {
+            return None;
+        }
+        if w.is_infinite() {
+            // Nothing else in range: any price keeps the slackness.
+            w = last;
+        }
+        self.commit(u, w)
+    }
+
+    /// Looks at the sites `u` has listed and picks its `left` cheapest
+    /// units: sites by their cheapest unit `u` does not hold, each site's
+    /// units by rising price. `None` when the work budget is spent.
+    fn pick(&mut self, u: u32) -> Option<Pick> {
+        self.work += 1;
+        if self.work > self.budget {
+            return None;
+        }
+        // Most bids need one or two sites; a big village needs more.
+        let mut offers = std::mem::take(&mut self.offers);
+        let mut keep = TOP;
+        let picked = loop {
+            let complete = self.cheapest_offers(u, keep, &mut offers);
+            if let Some(picked) = self.walk(u, &offers, complete) {
+                break picked;
+            }
+            keep *= 4;
+        };
+        self.offers = offers;
+        Some(picked)
+    }
+
+    /// The `keep` cheapest offers of the sites `u` has listed, in order,
+    /// into `offers`; whether they are all of them.
+    fn cheapest_offers(&mut self, u: u32, keep: usize, offers: &mut Vec<Offer>) -> bool {
+        offers.clear();
+        let c = &self.cands[u as usize];
+        let mut scanned = 0usize;
+        let mut more = false;
+        for (&t, &d) in c.sites.iter().zip(&c.dist_m) {
+            // Sites are listed nearest first (to well below a millimetre),
+            // and a unit costs at least its distance: once the sites are
+            // further than the dearest offer kept, none of the rest can
+            // enter.
+            if offers.len() == keep && d > offers[keep - 1].value + 1e-3 {
+                more = true;
+                break;
+            }
+            scanned += 1;
+            let p = self.floors[t as usize].for_village(u);
+            if p == f64::INFINITY {
+                continue;
+            }
+            let value = d + p;
+            if offers.len() == keep {
+                if value >= offers[keep - 1].value {
+                    more = true;
+                    continue;
+                }
+                offers.pop();
+                more = true;
+            }
+            let mut i = offers.len();
+            offers.push(Offer { value, dist: d, site: t });
+            while i > 0 && offers[i - 1].value > value {
+                offers[i] = offers[i - 1];
+                i -= 1;
+            }
+            offers[i] = Offer { value, dist: d, site: t };
+        }
+        self.work += scanned as u64;
+        !more
+    }
+
+    /// Takes units from `offers` (the cheapest of `u`'s offers, in order;
+    /// every one of them if `complete`) until `u` has all it wants, into
+    /// `takes`. `None` if more offers are needed to decide.
+    fn walk(&mut self, u: u32, offers: &[Offer], complete: bool) -> Option<Pick> {
         let want = self.left[u as usize];
+        let next_m = self.cands[u as usize].next_m;
         self.takes.clear();
         self.took_at.clear();
         let mut got = 0u32;
         let mut last = 0.0f64;
-        // The cost of the first unit beyond those taken.
-        let mut w = f64::INFINITY;
-        while let Some(o) = self.next_offer(u)? {
-            if got == want {
-                w = o.value;
-                self.offers[u as usize].push(o);
-                break;
+        for (i, o) in offers.iter().enumerate() {
+            if o.value > next_m {
+                return Some(Pick::Widen(o.value));
             }
             let t = o.site;
-            self.stamp[t as usize] = self.bids;
             self.took_at.push((t, o.dist));
             let mut rest = f64::INFINITY; // next unit at `t` beyond those taken
             for (j, x) in self.tiers[t as usize].iter().enumerate() {
@@ -381,36 +456,37 @@ impl<'a> Auction<'a> {
             }
             if got == want {
                 // The next unit is the rest of `t` or the next site.
-                w = rest;
-                if let Some(next) = self.next_offer(u)? {
-                    w = w.min(next.value);
-                    self.offers[u as usize].push(next);
+                let next = match offers.get(i + 1) {
+                    Some(n) => n.value,
+                    None if complete => f64::INFINITY,
+                    None => return None,
+                };
+                if next > next_m || (next.is_infinite() && next_m.is_finite()) {
+                    return Some(Pick::Widen(if next.is_finite() { next } else { 0.0 }));
                 }
-                break;
+                return Some(Pick::Bid { got, w: rest.min(next), last });
             }
         }
-        if got == 0 {
+        if !complete {
             return None;
         }
-        if w.is_infinite() {
-            // Nothing else in range: any price keeps the slackness.
-            w = last;
+        // Every listed site taken from and people still left.
+        if next_m.is_finite() {
+            return Some(Pick::Widen(0.0));
         }
-        self.commit(u, w)
+        Some(Pick::Bid { got, w: f64::INFINITY, last })
     }
 
     /// Moves the units of the last bid to `u` at the prices it pays; the
-    /// villages it outbid bid again, and see the site at its new price.
+    /// villages it outbid bid again.
     fn commit(&mut self, u: u32, w: f64) -> Option<()> {
         // Take from the highest tier index down so indices stay valid.
         self.takes.sort_unstable_by(|a, b| (a.0, b.1).cmp(&(b.0, a.1)));
         let takes = std::mem::take(&mut self.takes);
-        let mut outbid = std::mem::take(&mut self.outbid);
         let mut k = 0;
         while k < takes.len() {
             let t = takes[k].0;
             let mut total = 0;
-            outbid.clear();
             while k < takes.len() && takes[k].0 == t {
                 let (_, j, n) = takes[k];
                 let tier = &mut self.tiers[t as usize][j as usize];
@@ -425,7 +501,6 @@ impl<'a> Auction<'a> {
                         self.queued[owner as usize] = true;
                         self.queue.push_back(owner);
                     }
-                    outbid.push(owner);
                 }
                 total += n;
                 k += 1;
@@ -438,24 +513,11 @@ impl<'a> Auction<'a> {
             let tiers = &mut self.tiers[t as usize];
             let pos = tiers.partition_point(|x| x.price <= price);
             tiers.insert(pos, Tier { price, owner: u, count: total });
+            self.floors[t as usize] = Floor::of(tiers);
             self.left[u as usize] -= total;
-            for &v in &outbid {
-                if let Some(p) = self.cheapest_for(t, v) {
-                    let dv = self.demands[v as usize].at.distance_m(self.supplies[t as usize].at);
-                    self.offers[v as usize].push(Offer { value: dv + p, dist: dv, site: t });
-                }
-            }
-        }
-        // Sites where units `u` does not hold are left stay on its list.
-        for k in 0..self.took_at.len() {
-            let (t, d) = self.took_at[k];
-            if let Some(p) = self.cheapest_for(t, u) {
-                self.offers[u as usize].push(Offer { value: d + p, dist: d, site: t });
-            }
         }
         self.takes = takes;
         self.takes.clear();
-        self.outbid = outbid;
         Some(())
     }
 
@@ -470,7 +532,7 @@ impl<'a> Auction<'a> {
             let c = &self.cands[u];
             let mut pi = c.next_m;
             let mut held: Vec<(f64, u32)> = Vec::new();
-            for &(t, d) in &c.sites {
+            for (&t, &d) in c.sites.iter().zip(&c.dist_m) {
                 for x in &self.tiers[t as usize] {
                     let cost = d + x.price;
                     pi = pi.min(cost);

@@ -13,11 +13,11 @@
 //! - [`allocate`] solves from scratch by successive shortest paths over the
 //!   sites (see `ssp.rs` for the method and why it is exact while looking
 //!   only at each village's nearest sites). A contended instance of up to
-//!   1,000 demands, one that solver cannot finish in about a millisecond of
-//!   work, goes to an auction
-//!   (`auction.rs`) when everybody can be placed: near-optimal (within
-//!   1 % in the tests, 0.1 % on the Tajikistan M7.2) in a fraction of the
-//!   time. When room runs out the exact solver goes on, within its budget.
+//!   1,000 demands, one that solver cannot finish in about half a
+//!   millisecond of work, goes to an auction (`auction.rs`) when everybody
+//!   can be placed: near-optimal (within 1 % in the tests, 0.07 % on the
+//!   Tajikistan M7.2) in a fraction of the time. When room runs out the
+//!   exact solver goes on, within its budget.
 //! - [`reallocate`] starts from the previous result and its site prices and
 //!   repairs only what a change broke.
 //! - [`exact`] is an independent reference solver on the complete graph,
@@ -159,11 +159,10 @@ pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -
     if demands.len() > AUCTION_MAX_DEMANDS {
         return ssp::Solver::new(demands, supplies, params).solve_cold();
     }
-    let quick = ssp::Solver::new(demands, supplies, params).with_budget(ssp::QUICK_BUDGET).solve_cold();
-    if !quick.is_approximate() {
-        return quick;
-    }
-    contended(demands, supplies, params)
+    ssp::Solver::new(demands, supplies, params)
+        .with_budget(ssp::QUICK_BUDGET)
+        .solve_within_budget()
+        .unwrap_or_else(|| contended(demands, supplies, params))
 }
 
 /// Above this many demands the exact solver is used alone: it solves large
@@ -299,6 +298,29 @@ mod tests {
             let again = reallocate(&a, &demands, &supplies, &params);
             assert_same_optimum(&again, &exact, &demands);
         }
+    }
+
+    /// The quick first attempt of `allocate` either finishes exactly or
+    /// says it could not; it never hands back a half-greedy answer that
+    /// the auction would then have to beat.
+    #[test]
+    fn a_quick_attempt_gives_up_instead_of_guessing() {
+        let demands: Vec<Demand> = (0..40)
+            .map(|i| demand(i, p(38.5 + 0.01 * f64::from(i), 69.0 + 0.005 * f64::from(i % 7)), 50))
+            .collect();
+        let supplies: Vec<Supply> =
+            (0..12).map(|j| supply(j, p(38.52 + 0.03 * f64::from(j), 69.01), 120)).collect();
+        let params = AllocParams::default();
+        for budget in [0, 5, 50] {
+            let quick =
+                ssp::Solver::new(&demands, &supplies, &params).with_budget(budget).solve_within_budget();
+            assert!(quick.is_none(), "budget {budget}");
+        }
+        let full = ssp::Solver::new(&demands, &supplies, &params).solve_within_budget().expect("exact");
+        assert!(!full.is_approximate());
+        check_feasible(&full, &demands, &supplies, &params);
+        let reference = exact::solve(&demands, &supplies, &params);
+        assert_same_optimum(&full, &reference, &demands);
     }
 
     #[test]

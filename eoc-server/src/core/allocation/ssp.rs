@@ -70,10 +70,10 @@ pub(super) const CANDIDATES: usize = 16;
 /// everybody; a warm re-solve spends it before handing over to the auction.
 pub(super) const WORK_BUDGET: u64 = 4_000_000;
 
-/// The budget of the first, exact attempt of [`super::allocate`] (about a
-/// millisecond): loose instances finish well within it; contended ones
-/// go to the auction.
-pub(super) const QUICK_BUDGET: u64 = 150_000;
+/// The budget of the first, exact attempt of [`super::allocate`] (about
+/// half a millisecond): loose instances finish within it; contended ones
+/// give up without placing the rest and go to the auction.
+pub(super) const QUICK_BUDGET: u64 = 30_000;
 
 /// Below this many sites with room, greedy placement scans them directly.
 const OPEN_SCAN: usize = 256;
@@ -203,6 +203,9 @@ pub(super) struct Solver<'a> {
     budget: u64,
     /// Whether the budget ran out and greedy placement took over.
     exhausted: bool,
+    /// Whether to place the rest greedily once the budget runs out, or to
+    /// stop (a quick attempt whose caller has a better fallback).
+    greedy_after_budget: bool,
     /// Sites with room left once greedy placement took over (it only ever
     /// takes room, so at zero every later demand is short at once).
     sites_with_room: Option<usize>,
@@ -250,6 +253,7 @@ impl<'a> Solver<'a> {
             displacing: false,
             work: 0,
             budget: WORK_BUDGET,
+            greedy_after_budget: true,
             exhausted: false,
             sites_with_room: None,
             open_sites: Vec::new(),
@@ -260,6 +264,19 @@ impl<'a> Solver<'a> {
     pub(super) fn with_budget(mut self, budget: u64) -> Self {
         self.budget = budget;
         self
+    }
+
+    /// An exact solve from an empty flow within the work budget, or `None`
+    /// as soon as the budget runs out.
+    pub(super) fn solve_within_budget(mut self) -> Option<Allocation> {
+        self.greedy_after_budget = false;
+        for i in 0..self.demands.len() {
+            self.serve(i as u32);
+            if self.exhausted {
+                return None;
+            }
+        }
+        Some(self.finish())
     }
 
     /// Serves every demand in priority order from an empty flow.
@@ -471,7 +488,9 @@ impl<'a> Solver<'a> {
                             self.raise_prices(d);
                         }
                         self.exhausted = true;
-                        self.greedy(i);
+                        if self.greedy_after_budget {
+                            self.greedy(i);
+                        }
                         return;
                     }
                     Outcome::Room(t) => {
