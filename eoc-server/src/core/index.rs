@@ -6,7 +6,7 @@
 //! carries a small `Copy` key (an index into the world's tables).
 
 use rstar::primitives::GeomWithData;
-use rstar::{RStarInsertionStrategy, RTree, RTreeParams};
+use rstar::{ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeParams};
 
 use super::geo::{LatLon, chord_sq_to_m, m_to_chord_sq};
 
@@ -74,7 +74,14 @@ impl<K: Copy + PartialEq> PointIndex<K> {
 
     /// The `k` nearest points to `at`, nearest first, with great-circle metres.
     pub fn nearest(&self, at: LatLon, k: usize) -> Vec<(K, f64)> {
-        self.nearest_iter(at).take(k).collect()
+        if k > BOUNDED_K_MAX {
+            return self.nearest_iter(at).take(k).collect();
+        }
+        let mut best = Vec::with_capacity(k.min(self.len()));
+        if k > 0 {
+            k_nearest(self.tree.root(), &at.to_unit(), k, &mut best);
+        }
+        best.into_iter().map(|(d2, key)| (key, chord_sq_to_m(d2))).collect()
     }
 
     /// Points in order of great-circle distance from `at`, lazily: combine
@@ -100,6 +107,70 @@ impl<K: Copy + PartialEq> PointIndex<K> {
     /// All keys with their positions, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (K, LatLon)> + '_ {
         self.tree.iter().map(|e| (e.data, LatLon::from_unit(*e.geom())))
+    }
+}
+
+/// Up to this many neighbours, [`PointIndex::nearest`] keeps a sorted list
+/// of the best so far and prunes by the k-th distance; beyond, it takes
+/// from the lazy iterator.
+const BOUNDED_K_MAX: usize = 64;
+
+/// Fills `best` (empty on entry) with the `k` entries under `node` nearest
+/// to `q` as (squared chord, key), nearest first: depth first, children in
+/// order of their boxes' distance, skipping every box no nearer than the
+/// k-th best so far. Squared chords are computed as rstar computes them, so
+/// the distances are those of [`PointIndex::nearest_iter`].
+fn k_nearest<K: Copy>(node: &ParentNode<Entry<K>>, q: &[f64; 3], k: usize, best: &mut Vec<(f64, K)>) {
+    // Boxes of the child nodes, nearest first (R-tree nodes hold at most
+    // `Params::MAX_SIZE` children; a larger node falls back to a vector).
+    const STACK: usize = 16;
+    let mut boxes = [(0.0f64, 0usize); STACK];
+    let mut spill = Vec::new();
+    let mut n = 0;
+    for (i, child) in node.children().iter().enumerate() {
+        match child {
+            RTreeNode::Leaf(e) => {
+                let d2 = super::geo::chord_sq(*e.geom(), *q);
+                if best.len() == k {
+                    if d2 >= best[k - 1].0 {
+                        continue;
+                    }
+                    best.pop();
+                }
+                let at = best.iter().rposition(|&(b, _)| b <= d2).map_or(0, |p| p + 1);
+                best.insert(at, (d2, e.data));
+            }
+            RTreeNode::Parent(p) => {
+                let d2 = p.envelope().distance_2(q);
+                if best.len() == k && d2 >= best[k - 1].0 {
+                    continue;
+                }
+                if n < STACK {
+                    let mut j = n;
+                    while j > 0 && boxes[j - 1].0 > d2 {
+                        boxes[j] = boxes[j - 1];
+                        j -= 1;
+                    }
+                    boxes[j] = (d2, i);
+                    n += 1;
+                } else {
+                    spill.push((d2, i));
+                }
+            }
+        }
+    }
+    if !spill.is_empty() {
+        spill.extend_from_slice(&boxes[..n]);
+        spill.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let order = if spill.is_empty() { &boxes[..n] } else { &spill[..] };
+    for &(d2, i) in order {
+        if best.len() == k && d2 >= best[k - 1].0 {
+            break;
+        }
+        if let RTreeNode::Parent(p) = &node.children()[i] {
+            k_nearest(p, q, k, best);
+        }
     }
 }
 
@@ -169,6 +240,48 @@ mod tests {
             for (i, (key, d)) in got.iter().enumerate() {
                 prop_assert!((d - all[i]).abs() < 1e-6, "rank {} got {} want {}", i, d, all[i]);
                 prop_assert!((points[*key].distance_m(q) - d).abs() < 1e-6);
+            }
+        }
+
+        /// The bounded search of `nearest` on trees several levels deep
+        /// (bulk-loaded, then reshaped by moves; many points share a
+        /// position) gives exactly the distances of the lazy iterator, for
+        /// k on both sides of `BOUNDED_K_MAX`.
+        #[test]
+        fn nearest_equals_the_lazy_iterator_on_deep_trees(
+            seed in any::<u64>(),
+            n in 1usize..4_000,
+            moves in 0usize..2_000,
+            q in coord(),
+            k in prop_oneof![1usize..=12, 60usize..=70],
+        ) {
+            let mut x = seed | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let spots: Vec<LatLon> = (0..50)
+                .map(|_| p((next() % 1_000) as f64 * 0.004 + 37.0, (next() % 1_000) as f64 * 0.006 + 68.0))
+                .collect();
+            let mut at: Vec<LatLon> = (0..n).map(|_| spots[(next() % 50) as usize]).collect();
+            let mut index = PointIndex::bulk_load(at.iter().copied().enumerate());
+            for _ in 0..moves {
+                let i = (next() % n as u64) as usize;
+                let to = if next() % 2 == 0 {
+                    spots[(next() % 50) as usize]
+                } else {
+                    p((next() % 10_000) as f64 * 0.0004 + 37.0, (next() % 10_000) as f64 * 0.0006 + 68.0)
+                };
+                index.relocate(i, at[i], to);
+                at[i] = to;
+            }
+            let got: Vec<f64> = index.nearest(q, k).iter().map(|&(_, d)| d).collect();
+            let want: Vec<f64> = index.nearest_iter(q).take(k).map(|(_, d)| d).collect();
+            prop_assert_eq!(got, want);
+            for (key, d) in index.nearest(q, k) {
+                prop_assert!((at[key].distance_m(q) - d).abs() < 1e-6);
             }
         }
 
