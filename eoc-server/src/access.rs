@@ -42,13 +42,15 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimits {
     config: AccessConfig,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    /// Keyed by identity name, hashed with foldhash (every command looks
+    /// its identity up).
+    buckets: Mutex<HashMap<String, Bucket, foldhash::fast::RandomState>>,
 }
 
 impl RateLimits {
     /// Limits of `config`.
     pub fn new(config: &AccessConfig) -> RateLimits {
-        RateLimits { config: config.clone(), buckets: Mutex::new(HashMap::new()) }
+        RateLimits { config: config.clone(), buckets: Mutex::new(HashMap::default()) }
     }
 
     fn rate_per_s(&self, role: Role) -> f64 {
@@ -70,7 +72,12 @@ impl RateLimits {
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&who.name) {
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < capacity);
         }
-        let b = buckets.entry(who.name.clone()).or_insert(Bucket { tokens: capacity, at: now });
+        if !buckets.contains_key(&who.name) {
+            buckets.insert(who.name.clone(), Bucket { tokens: capacity, at: now });
+        }
+        let Some(b) = buckets.get_mut(&who.name) else {
+            return Ok(());
+        };
         b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(capacity);
         b.at = now;
         if b.tokens >= 1.0 {

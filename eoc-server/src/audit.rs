@@ -98,10 +98,10 @@ impl AuditRecord {
     ) -> Self {
         AuditRecord {
             at_ms: chrono::Utc::now().timestamp_millis(),
-            by: by.chars().take(64).collect(),
+            by: truncated(by, 64),
             role,
             edge: edge.as_str(),
-            action: action.chars().take(128).collect(),
+            action: truncated(action, 128),
             target: None,
             msg_id: None,
             outcome,
@@ -116,6 +116,15 @@ impl AuditRecord {
         self.reason = Some(reason.chars().take(MAX_REASON).collect());
         self
     }
+}
+
+/// The first `max` characters of `text` (one copy, no per-character work
+/// when it is short enough, as names and actions nearly always are).
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    text.chars().take(max).collect()
 }
 
 /// Filters of [`Audit::query`].

@@ -53,6 +53,9 @@ pub enum JournalError {
     /// A command could not be encoded.
     #[error("encoding a command: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The thread that writes the journal is gone (shutdown or a crash).
+    #[error("journal unavailable: {0}")]
+    Stopped(String),
 }
 
 /// One journalled command.

@@ -7,6 +7,13 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use eoc_server::config::Config;
 
+/// mimalloc instead of the system allocator: ingest allocates and frees a
+/// few small buffers per message on several threads, and glibc's malloc
+/// (with its consolidation of freed chunks) took about a quarter of the
+/// server's CPU under MQTT load (BENCHMARKS.md, the load generator).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// eoc: real-time coordination server for an Emergency Operations Centre.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -8,7 +8,10 @@
 //! answers each edge. An answer therefore means durable.
 //!
 //! It runs on a blocking thread: SQLite calls block, and a dedicated thread
-//! keeps them off the async workers that serve sockets.
+//! keeps them off the async workers that serve sockets. The journal's
+//! appends and commits run on a second thread, one batch ahead: while batch
+//! N is committed, batch N-1 (already durable) is applied and answered
+//! ([`Writer::run`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -18,8 +21,7 @@ use std::time::Instant;
 
 use eoc_protocol::PROTOCOL_VERSION;
 use eoc_protocol::delta::DeltaFrame;
-use eoc_protocol::validate::Problems;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::bus::{Accepted, Bus, Published, Readiness, Request, Submission, SubmitError};
@@ -34,10 +36,11 @@ use crate::metrics::{Metrics, Outcome};
 /// edges within a second instead of growing memory without bound.
 pub const WRITER_QUEUE: usize = 8192;
 
-/// Most submissions in one batch (one transaction, one fsync). Larger
-/// batches amortise the fsync further but delay the first answer of the
-/// batch; 1,024 positions apply in well under a millisecond.
-pub const MAX_BATCH: usize = 1024;
+/// Most submissions in one batch (one transaction, one fsync). A batch is
+/// whatever queued while the one before was being committed, so batches
+/// grow only when the disk is slow or the load high; the cap bounds the
+/// delay of a batch's first answer (4,096 positions apply in a few ms).
+pub const MAX_BATCH: usize = 4096;
 
 /// Frames a subscriber may fall behind before it is told it lagged (and
 /// resynchronises with a snapshot). About a second of peak ingest.
@@ -78,13 +81,55 @@ struct StoredState {
     seen: Vec<(String, i64)>,
 }
 
+/// [`StoredState`] as written: the same JSON, from shared ids.
+#[derive(Debug, serde::Serialize)]
+struct StoredStateOut {
+    engine: EngineState,
+    seen: SeenList,
+}
+
+/// The remembered ids with when they were applied, oldest first, sharing
+/// the ids with [`Seen`] (a checkpoint may list a million of them).
+#[derive(Debug)]
+struct SeenList(Vec<(i64, Arc<str>)>);
+
+impl serde::Serialize for SeenList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(at, id)| (&**id, *at)))
+    }
+}
+
+/// A checkpoint copied from the writer's state, to be rendered and stored
+/// by the journal thread.
+#[derive(Debug)]
+struct PendingCheckpoint {
+    row: i64,
+    seq: u64,
+    now_ms: i64,
+    snapshot: eoc_protocol::delta::Snapshot,
+    state: StoredStateOut,
+}
+
+impl PendingCheckpoint {
+    fn render(self) -> Result<Checkpoint, JournalError> {
+        Ok(Checkpoint {
+            row: self.row,
+            seq: self.seq,
+            now_ms: self.now_ms,
+            snapshot_json: serde_json::to_string(&self.snapshot)?,
+            state_json: Some(serde_json::to_string(&self.state)?),
+        })
+    }
+}
+
 /// Message ids applied recently, bounded by [`DEDUP_WINDOW_MS`] and
 /// [`DEDUP_MAX`]. Restored with the state at start, then rebuilt from the
 /// journal entries after it.
 #[derive(Debug, Default)]
 struct Seen {
-    ids: HashMap<String, i64>,
-    order: VecDeque<(i64, String)>,
+    /// One allocation per id, shared by the map and the order.
+    ids: IdMap<Arc<str>, i64>,
+    order: VecDeque<(i64, Arc<str>)>,
 }
 
 impl Seen {
@@ -92,14 +137,11 @@ impl Seen {
         self.ids.contains_key(id)
     }
 
-    /// Every remembered id with when it was applied, oldest first.
-    fn entries(&self) -> Vec<(String, i64)> {
-        self.order.iter().map(|(at, id)| (id.clone(), *at)).collect()
-    }
-
     fn insert(&mut self, id: &str, now_ms: i64) {
-        if self.ids.insert(id.to_owned(), now_ms).is_none() {
-            self.order.push_back((now_ms, id.to_owned()));
+        if !self.ids.contains_key(id) {
+            let id: Arc<str> = Arc::from(id);
+            self.ids.insert(id.clone(), now_ms);
+            self.order.push_back((now_ms, id));
         }
         while let Some((at, _)) = self.order.front() {
             if self.order.len() <= DEDUP_MAX && *at > now_ms - DEDUP_WINDOW_MS {
@@ -112,12 +154,42 @@ impl Seen {
     }
 }
 
+/// Buffers of a batch, kept for the next one.
+#[derive(Debug, Default)]
+struct Spare {
+    batch: Vec<Request>,
+    subs: Vec<Submission>,
+    replies: Vec<oneshot::Sender<Result<Accepted, SubmitError>>>,
+    slots: Vec<Slot>,
+    fresh: Vec<usize>,
+    results: Vec<Result<Accepted, SubmitError>>,
+    outcomes: Vec<Result<u64, SubmitError>>,
+    deltas: Vec<DeltaFrame>,
+    json: Vec<u8>,
+}
+
+impl Spare {
+    /// Keeps the (emptied) buffers of a finished batch.
+    fn give_back(
+        &mut self,
+        subs: Vec<Submission>,
+        replies: Vec<oneshot::Sender<Result<Accepted, SubmitError>>>,
+        slots: Vec<Slot>,
+        fresh: Vec<usize>,
+        results: Vec<Result<Accepted, SubmitError>>,
+    ) {
+        (self.subs, self.replies, self.slots, self.fresh, self.results) =
+            (subs, replies, slots, fresh, results);
+    }
+}
+
 /// The writer, ready to run.
 #[derive(Debug)]
 pub struct Writer {
     engine: Arc<RwLock<Engine>>,
     seq: Arc<AtomicU64>,
-    journal: Journal,
+    /// `None` while the journal thread holds it ([`Writer::run`]).
+    journal: Option<Journal>,
     seen: Seen,
     frames_tx: broadcast::Sender<Arc<Published>>,
     rx: mpsc::Receiver<WriterMsg>,
@@ -128,6 +200,13 @@ pub struct Writer {
     since_checkpoint: u64,
     last_row: i64,
     last_now_ms: i64,
+    /// The time of the last batch handed to the journal: the next one
+    /// never goes back before it.
+    next_now_ms: i64,
+    /// The outcomes of the last batch applied, by position among its
+    /// journalled submissions, for retries of it in the batch after.
+    prior: Vec<Result<u64, SubmitError>>,
+    spare: Spare,
 }
 
 /// Opens the journal in `data_dir` and returns the bus for edges and the
@@ -157,7 +236,7 @@ pub fn start(
     let writer = Writer {
         engine,
         seq,
-        journal,
+        journal: Some(journal),
         seen: Seen::default(),
         frames_tx,
         rx,
@@ -168,18 +247,95 @@ pub fn start(
         since_checkpoint: 0,
         last_row: 0,
         last_now_ms: 0,
+        next_now_ms: 0,
+        prior: Vec::new(),
+        spare: Spare::default(),
     };
     Ok((bus, writer))
 }
 
 /// How one submission of a batch is answered.
+#[derive(Debug, Clone, Copy)]
 enum Slot {
-    /// Journalled at this position of the batch's journalled list.
+    /// Journalled at this position of the batch's journalled list (in the
+    /// deduplication map while preparing: the first occurrence, at this
+    /// batch index).
     Fresh(usize),
     /// A retry of a message applied in an earlier batch.
     Seen,
     /// A retry of the submission at this batch index.
     Repeat(usize),
+    /// A retry of the submission journalled at this position of the batch
+    /// committed just before (not yet applied when this one was prepared).
+    Prior(usize),
+}
+
+/// Maps keyed by message id, with a fast non-cryptographic hash: the keys
+/// are ids of messages already admitted, and the writer hashes each
+/// message's id a few times.
+type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A batch ready for the journal: its time, its submissions, where each
+/// answer goes and how it will be answered.
+#[derive(Debug)]
+struct Prepared {
+    now_ms: i64,
+    /// The whole batch, shared with the journal thread while it commits.
+    subs: Arc<Vec<Submission>>,
+    replies: Vec<oneshot::Sender<Result<Accepted, SubmitError>>>,
+    slots: Vec<Slot>,
+    /// Batch indices of the submissions to journal and apply, in order.
+    fresh: Arc<Vec<usize>>,
+}
+
+/// What the journal thread is asked to do, in order.
+#[derive(Debug)]
+enum JournalJob {
+    /// Append `subs[fresh]` in one transaction and answer on the commit
+    /// channel.
+    Append { now_ms: i64, subs: Arc<Vec<Submission>>, fresh: Arc<Vec<usize>> },
+    /// Render and store a checkpoint (errors are logged).
+    Checkpoint(Box<PendingCheckpoint>),
+    /// Copy the WAL into the database (at shutdown).
+    Flush,
+}
+
+/// The row ids of an appended batch, or why it was not committed.
+type Committed = Result<Vec<i64>, JournalError>;
+
+/// The journal thread: runs jobs in order until the writer lets go.
+fn commit_loop(
+    journal: &mut Journal,
+    jobs_rx: std::sync::mpsc::Receiver<JournalJob>,
+    done_tx: std::sync::mpsc::SyncSender<Committed>,
+    metrics: &Metrics,
+) {
+    for job in jobs_rx {
+        match job {
+            JournalJob::Append { now_ms, subs, fresh } => {
+                let t0 = Instant::now();
+                let appended = journal.append(now_ms, fresh.iter().map(|&i| &subs[i]));
+                metrics.journal_commit.observe(t0.elapsed());
+                // Let go of the batch before answering, so the writer gets
+                // it back without a copy.
+                drop((subs, fresh));
+                if done_tx.send(appended).is_err() {
+                    return;
+                }
+            }
+            JournalJob::Checkpoint(pending) => {
+                let row = pending.row;
+                if let Err(err) = pending.render().and_then(|c| journal.store_checkpoint(&c)) {
+                    error!(error = %err, row, "could not store a checkpoint");
+                }
+            }
+            JournalJob::Flush => {
+                if let Err(err) = journal.flush() {
+                    error!(error = %err, "could not flush the journal");
+                }
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -194,37 +350,135 @@ impl Writer {
     /// Runs until stopped; blocking, so call it on a blocking thread.
     /// On stop, applies every submission already queued, stores a
     /// checkpoint and flushes the journal.
+    ///
+    /// Two threads share the work: this one takes batches off the queue,
+    /// deduplicates them, applies them and answers; a journal thread
+    /// appends and commits them (the fsync). While batch N is being
+    /// committed, batch N+1 is gathered and batch N-1 applied and
+    /// answered, so the writer's throughput is no longer one batch per
+    /// fsync plus the batch's processing, and a slow disk grows the batches
+    /// (up to [`MAX_BATCH`]) instead of the backlog. A batch is applied,
+    /// published and answered only after its commit returned.
     pub fn run(mut self) -> Result<(), JournalError> {
         self.stop_tx = None;
         self.replay()?;
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut stopping = false;
-        while let Some(first) = self.rx.blocking_recv() {
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    WriterMsg::Submit(r) => batch.push(r),
-                    WriterMsg::Stop if !stopping => {
-                        // Refuse new submissions; those already queued are
-                        // still received and applied.
-                        stopping = true;
-                        self.rx.close();
-                    }
-                    WriterMsg::Stop => {}
-                }
-                if batch.len() < MAX_BATCH {
-                    next = self.rx.try_recv().ok();
-                }
+        let Some(mut journal) = self.journal.take() else {
+            return Err(JournalError::Stopped("the writer ran twice".to_owned()));
+        };
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<JournalJob>(2);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Committed>(2);
+        let metrics = self.metrics.clone();
+        std::thread::scope(|scope| {
+            let journal = &mut journal;
+            let committer = std::thread::Builder::new()
+                .name("eoc-journal".to_owned())
+                .spawn_scoped(scope, move || commit_loop(journal, jobs_rx, done_tx, &metrics));
+            if let Err(err) = committer {
+                error!(error = %err, "could not start the journal thread; every submission is refused");
             }
-            if !batch.is_empty() {
-                self.process(std::mem::take(&mut batch));
+            self.pipeline(&jobs_tx, &done_rx);
+            if let Err(err) = self.checkpoint(&jobs_tx) {
+                error!(error = %err, "could not checkpoint the journal at shutdown");
             }
-        }
-        if let Err(err) = self.checkpoint().and_then(|()| self.journal.flush()) {
-            error!(error = %err, "could not checkpoint the journal at shutdown");
-        }
+            let _ = jobs_tx.send(JournalJob::Flush);
+            drop(jobs_tx);
+        });
+        self.journal = Some(journal);
         info!(row = self.last_row, seq = self.seq.load(Ordering::Acquire), "writer stopped");
         Ok(())
+    }
+
+    /// The writer's loop: gather a batch, hand it to the journal thread,
+    /// then apply and answer the batch committed before it.
+    fn pipeline(
+        &mut self,
+        jobs_tx: &std::sync::mpsc::SyncSender<JournalJob>,
+        done_rx: &std::sync::mpsc::Receiver<Committed>,
+    ) {
+        let mut stopping = false;
+        let mut inflight: Option<Prepared> = None;
+        loop {
+            let mut batch = std::mem::take(&mut self.spare.batch);
+            // Idle: wait for work. Busy: wait for the batch being committed,
+            // then take everything that queued meanwhile.
+            let committed =
+                match inflight {
+                    None => match self.rx.blocking_recv() {
+                        Some(first) => {
+                            self.take(first, &mut batch, &mut stopping);
+                            None
+                        }
+                        None => break,
+                    },
+                    Some(_) => Some(done_rx.recv().unwrap_or_else(|_| {
+                        Err(JournalError::Stopped("the journal thread stopped".to_owned()))
+                    })),
+                };
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(msg) => self.take(msg, &mut batch, &mut stopping),
+                    Err(_) => break,
+                }
+            }
+            let previous = inflight.take();
+            match (!batch.is_empty()).then(|| self.prepare(batch, previous.as_ref())) {
+                Some(p) if !p.fresh.is_empty() => {
+                    let job =
+                        JournalJob::Append { now_ms: p.now_ms, subs: p.subs.clone(), fresh: p.fresh.clone() };
+                    let sent = jobs_tx.send(job).is_ok();
+                    // The batch before is applied and answered while this
+                    // one is committed.
+                    self.settle_previous(previous, committed);
+                    if sent {
+                        inflight = Some(p);
+                    } else {
+                        // Nothing will commit it: refuse it as a failed append.
+                        self.finish(p, Err(JournalError::Stopped("the journal thread stopped".to_owned())));
+                    }
+                }
+                Some(p) => {
+                    // Only retries of applied messages: nothing to journal,
+                    // answered after the batch before it.
+                    self.settle_previous(previous, committed);
+                    self.finish(p, Ok(Vec::new()));
+                }
+                None => self.settle_previous(previous, committed),
+            }
+            if self.since_checkpoint >= self.snapshot_every
+                && let Err(err) = self.checkpoint(jobs_tx)
+            {
+                error!(error = %err, "could not store a checkpoint");
+            }
+        }
+        if let Some(p) = inflight {
+            let committed = done_rx
+                .recv()
+                .unwrap_or_else(|_| Err(JournalError::Stopped("the journal thread stopped".to_owned())));
+            self.finish(p, committed);
+        }
+    }
+
+    /// Adds one queued message to `batch`.
+    fn take(&mut self, msg: WriterMsg, batch: &mut Vec<Request>, stopping: &mut bool) {
+        match msg {
+            WriterMsg::Submit(r) => batch.push(r),
+            WriterMsg::Stop if !*stopping => {
+                // Refuse new submissions; those already queued are still
+                // received and applied.
+                *stopping = true;
+                self.rx.close();
+            }
+            WriterMsg::Stop => {}
+        }
+    }
+
+    /// Applies and answers the batch whose commit was awaited, if any.
+    fn settle_previous(&mut self, previous: Option<Prepared>, committed: Option<Committed>) {
+        if let Some(p) = previous {
+            let committed =
+                committed.unwrap_or_else(|| Err(JournalError::Stopped("no commit was awaited".to_owned())));
+            self.finish(p, committed);
+        }
     }
 
     /// Restores the last checkpoint's state into `engine` (fresh), checking
@@ -265,8 +519,16 @@ impl Writer {
     /// if there is no usable state), holding the engine's write lock
     /// throughout.
     fn replay(&mut self) -> Result<(), JournalError> {
+        let journal =
+            self.journal.take().ok_or_else(|| JournalError::Stopped("the journal is in use".to_owned()))?;
+        let replayed = self.replay_from(&journal);
+        self.journal = Some(journal);
+        replayed
+    }
+
+    fn replay_from(&mut self, journal: &Journal) -> Result<(), JournalError> {
         let started = Instant::now();
-        let checkpoint = self.journal.last_checkpoint()?;
+        let checkpoint = journal.last_checkpoint()?;
         let engine_lock = self.engine.clone();
         let mut engine = engine_lock.write().unwrap_or_else(PoisonError::into_inner);
         let restored = self.restore(&mut engine, checkpoint.as_ref());
@@ -281,7 +543,7 @@ impl Writer {
             info!(row = c.row, seq, "restored the state stored at this row");
             verified = Some(true);
         }
-        let entries = self.journal.replay_after(after, |entry| {
+        let entries = journal.replay_after(after, |entry| {
             let s = &entry.submission;
             if let Ok(deltas) = engine.apply(&s.command, &s.by, entry.now_ms) {
                 seq += deltas.len() as u64;
@@ -313,50 +575,91 @@ impl Writer {
             "journal replayed"
         );
         self.seq.store(seq, Ordering::Release);
-        (self.last_row, self.last_now_ms) = (last_row, last_now_ms);
+        (self.last_row, self.last_now_ms, self.next_now_ms) = (last_row, last_now_ms, last_now_ms);
         self.readiness.set_journal_ready(u64::try_from(after).unwrap_or(0), entries);
         Ok(())
     }
 
-    fn process(&mut self, batch: Vec<Request>) {
-        let now_ms = now_ms().max(self.last_now_ms);
+    /// Deduplicates a batch and takes its time: what the journal thread
+    /// needs to commit it. `inflight` is the batch being committed now,
+    /// whose message ids are not yet in [`Seen`].
+    fn prepare(&mut self, mut batch: Vec<Request>, inflight: Option<&Prepared>) -> Prepared {
+        let now_ms = now_ms().max(self.next_now_ms);
+        self.next_now_ms = now_ms;
         self.metrics.batch(batch.len());
-        let mut slots = Vec::with_capacity(batch.len());
-        let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
-        let mut in_batch: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in batch.iter().enumerate() {
-            let slot = match r.submission.msg_id.as_deref() {
-                Some(id) if self.seen.contains(id) => Slot::Seen,
-                Some(id) => match in_batch.get(id) {
-                    Some(&first) => Slot::Repeat(first),
+        // Buffers of the batch before last, reused: a batch of thousands
+        // of submissions is a few MB, and fresh memory costs page faults.
+        let mut slots = std::mem::take(&mut self.spare.slots);
+        let mut fresh = std::mem::take(&mut self.spare.fresh);
+        let mut subs = std::mem::take(&mut self.spare.subs);
+        let mut replies = std::mem::take(&mut self.spare.replies);
+        {
+            // Ids of this batch's first occurrences and of the batch in
+            // flight, borrowed from the requests.
+            let mut earlier: IdMap<&str, Slot> = IdMap::default();
+            if let Some(prev) = inflight {
+                for (k, &i) in prev.fresh.iter().enumerate() {
+                    if let Some(id) = prev.subs[i].msg_id.as_deref() {
+                        earlier.insert(id, Slot::Prior(k));
+                    }
+                }
+            }
+            for (i, r) in batch.iter().enumerate() {
+                let slot = match r.submission.msg_id.as_deref() {
+                    Some(id) if self.seen.contains(id) => Slot::Seen,
+                    Some(id) => match earlier.get(id) {
+                        Some(&Slot::Fresh(first)) => Slot::Repeat(first),
+                        Some(&slot) => slot,
+                        None => {
+                            earlier.insert(id, Slot::Fresh(i));
+                            fresh.push(i);
+                            Slot::Fresh(fresh.len() - 1)
+                        }
+                    },
                     None => {
-                        in_batch.insert(id, i);
                         fresh.push(i);
                         Slot::Fresh(fresh.len() - 1)
                     }
-                },
-                None => {
-                    fresh.push(i);
-                    Slot::Fresh(fresh.len() - 1)
-                }
-            };
-            slots.push(slot);
+                };
+                slots.push(slot);
+            }
         }
+        for r in batch.drain(..) {
+            subs.push(r.submission);
+            replies.push(r.reply_tx);
+        }
+        self.spare.batch = batch;
+        Prepared { now_ms, subs: Arc::new(subs), replies, slots, fresh: Arc::new(fresh) }
+    }
 
-        let t0 = Instant::now();
-        let appended = self.journal.append(now_ms, fresh.iter().map(|&i| &batch[i].submission));
-        self.metrics.journal_commit.observe(t0.elapsed());
-        let rows = match appended {
+    /// Applies a committed batch, publishes its deltas and answers it; a
+    /// batch whose commit failed is refused (retries of applied messages
+    /// are still acknowledged as duplicates).
+    fn finish(&mut self, p: Prepared, committed: Committed) {
+        let Prepared { now_ms, subs, replies, slots, fresh } = p;
+        // The journal thread has let go of the batch by now; if not, read
+        // it through the Arc.
+        let mut subs = Arc::try_unwrap(subs).unwrap_or_else(|shared| (*shared).clone());
+        let mut fresh = Arc::try_unwrap(fresh).unwrap_or_else(|shared| (*shared).clone());
+        let (mut replies, mut slots) = (replies, slots);
+        let mut results = std::mem::take(&mut self.spare.results);
+        let rows = match committed {
             Ok(rows) => rows,
             Err(err) => {
                 error!(error = %err, "journal append failed; the batch is refused");
-                for (r, slot) in batch.into_iter().zip(slots) {
+                let refused = || SubmitError::Unavailable("the journal could not be written".to_owned());
+                for ((s, reply), slot) in subs.drain(..).zip(replies.drain(..)).zip(slots.drain(..)) {
                     let result = match slot {
                         Slot::Seen => Ok(Accepted::Duplicate),
-                        _ => Err(SubmitError::Unavailable("the journal could not be written".to_owned())),
+                        Slot::Prior(k) => self.prior_answer(k),
+                        Slot::Fresh(_) | Slot::Repeat(_) => Err(refused()),
                     };
-                    self.answer(r, result);
+                    self.answer(s.edge, reply, result);
                 }
+                self.prior.clear();
+                self.prior.resize(fresh.len(), Err(refused()));
+                fresh.clear();
+                self.spare.give_back(subs, replies, slots, fresh, results);
                 return;
             }
         };
@@ -367,13 +670,13 @@ impl Writer {
         self.since_checkpoint += rows.len() as u64;
 
         // Apply under the write lock; render frames after releasing it.
-        let mut outcomes: Vec<Result<u64, Problems>> = Vec::with_capacity(fresh.len());
-        let mut deltas_out = Vec::new();
+        let mut outcomes = std::mem::take(&mut self.spare.outcomes);
+        let mut deltas_out = std::mem::take(&mut self.spare.deltas);
         {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
             let mut seq = self.seq.load(Ordering::Acquire);
-            for &i in &fresh {
-                let s = &batch[i].submission;
+            for &i in fresh.iter() {
+                let s = &subs[i];
                 let t = Instant::now();
                 let result = engine.apply(&s.command, &s.by, now_ms);
                 self.metrics.apply.observe(t.elapsed());
@@ -393,81 +696,109 @@ impl Writer {
                         }
                         outcomes.push(Ok(seq));
                     }
-                    Err(problems) => outcomes.push(Err(problems)),
+                    Err(problems) => outcomes.push(Err(SubmitError::Rejected(problems))),
                 }
             }
             self.seq.store(seq, Ordering::Release);
         }
-        for frame in deltas_out {
-            let json: Arc<str> = match serde_json::to_string(&frame) {
-                Ok(text) => text.into(),
-                Err(err) => {
-                    error!(seq = frame.seq, error = %err, "could not serialise a delta");
-                    format!(r#"{{"v":1,"seq":{},"type":"unserialisable"}}"#, frame.seq).into()
-                }
-            };
+        let mut json = std::mem::take(&mut self.spare.json);
+        for frame in deltas_out.drain(..) {
+            json.clear();
+            let written = serde_json::to_writer(&mut json, &frame).map_err(|e| e.to_string());
+            let text: Arc<str> =
+                match written.and_then(|()| std::str::from_utf8(&json).map_err(|e| e.to_string())) {
+                    Ok(text) => Arc::from(text),
+                    Err(err) => {
+                        error!(seq = frame.seq, error = %err, "could not serialise a delta");
+                        format!(r#"{{"v":1,"seq":{},"type":"unserialisable"}}"#, frame.seq).into()
+                    }
+                };
             // No receiver is not an error: nobody is watching.
-            let _ = self.frames_tx.send(Arc::new(Published { frame, json }));
+            let _ = self.frames_tx.send(Arc::new(Published { frame, json: text }));
         }
+        self.spare.json = json;
+        self.spare.deltas = deltas_out;
 
         let current = self.seq.load(Ordering::Acquire);
-        let mut results: Vec<Option<Result<Accepted, SubmitError>>> = vec![None; batch.len()];
-        for (i, slot) in slots.iter().enumerate() {
+        for slot in &slots {
             let result = match *slot {
                 Slot::Fresh(k) => match &outcomes[k] {
                     Ok(seq) => Ok(Accepted::Applied { seq: *seq }),
-                    Err(p) => Err(SubmitError::Rejected(p.clone())),
+                    Err(e) => Err(e.clone()),
                 },
                 Slot::Seen => Ok(Accepted::Duplicate),
-                Slot::Repeat(first) => match &results[first] {
+                Slot::Prior(k) => self.prior_answer(k),
+                Slot::Repeat(first) => match results.get(first) {
                     Some(Ok(_)) => Ok(Accepted::Duplicate),
                     Some(Err(e)) => Err(e.clone()),
                     None => Ok(Accepted::Applied { seq: current }),
                 },
             };
-            results[i] = Some(result);
+            results.push(result);
         }
-        for (r, result) in batch.into_iter().zip(results) {
-            let result = result.unwrap_or(Ok(Accepted::Applied { seq: current }));
-            self.answer(r, result);
+        for ((s, reply), result) in subs.drain(..).zip(replies.drain(..)).zip(results.drain(..)) {
+            self.answer(s.edge, reply, result);
         }
-        if self.since_checkpoint >= self.snapshot_every
-            && let Err(err) = self.checkpoint()
-        {
-            error!(error = %err, "could not store a checkpoint");
+        // This batch's outcomes answer retries of it in the next one.
+        std::mem::swap(&mut self.prior, &mut outcomes);
+        outcomes.clear();
+        self.spare.outcomes = outcomes;
+        slots.clear();
+        fresh.clear();
+        self.spare.give_back(subs, replies, slots, fresh, results);
+    }
+
+    /// The answer to a retry of the batch committed just before: a
+    /// duplicate if that one was applied, else the same refusal.
+    fn prior_answer(&self, k: usize) -> Result<Accepted, SubmitError> {
+        match self.prior.get(k) {
+            Some(Ok(_)) => Ok(Accepted::Duplicate),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(SubmitError::Unavailable("the earlier copy was not answered".to_owned())),
         }
     }
 
-    fn answer(&self, r: Request, result: Result<Accepted, SubmitError>) {
+    fn answer(
+        &self,
+        edge: crate::bus::Edge,
+        reply: oneshot::Sender<Result<Accepted, SubmitError>>,
+        result: Result<Accepted, SubmitError>,
+    ) {
         let outcome = match &result {
             Ok(Accepted::Applied { .. }) => Outcome::Applied,
             Ok(Accepted::Duplicate) => Outcome::Duplicate,
             Err(SubmitError::Rejected(_)) => Outcome::Rejected,
             Err(SubmitError::Unavailable(_)) => Outcome::Unavailable,
         };
-        self.metrics.message(r.submission.edge, outcome);
+        self.metrics.message(edge, outcome);
         // The edge may have given up waiting (client gone); the command
         // stands either way.
-        let _ = r.reply_tx.send(result);
+        let _ = reply.send(result);
     }
 
-    fn checkpoint(&mut self) -> Result<(), JournalError> {
+    /// Renders a checkpoint of the state applied so far and queues it for
+    /// the journal thread (after the batches handed to it before).
+    fn checkpoint(&mut self, jobs_tx: &std::sync::mpsc::SyncSender<JournalJob>) -> Result<(), JournalError> {
         if self.last_row == 0 {
             return Ok(());
         }
         let seq = self.seq.load(Ordering::Acquire);
-        let (snapshot_json, state_json) = {
+        // Copied under the read lock here; rendered to JSON and stored by
+        // the journal thread, so the writer goes back to its batches.
+        let (snapshot, engine) = {
             let engine = self.engine.read().unwrap_or_else(PoisonError::into_inner);
-            let stored = StoredState { engine: engine.export_state(), seen: self.seen.entries() };
-            (serde_json::to_string(&engine.snapshot(seq, self.last_now_ms))?, serde_json::to_string(&stored)?)
+            (engine.snapshot(seq, self.last_now_ms), engine.export_state())
         };
-        self.journal.store_checkpoint(&Checkpoint {
+        let pending = PendingCheckpoint {
             row: self.last_row,
             seq,
             now_ms: self.last_now_ms,
-            snapshot_json,
-            state_json: Some(state_json),
-        })?;
+            snapshot,
+            state: StoredStateOut { engine, seen: SeenList(self.seen.order.iter().cloned().collect()) },
+        };
+        jobs_tx
+            .send(JournalJob::Checkpoint(Box::new(pending)))
+            .map_err(|_| JournalError::Stopped("the journal thread stopped".to_owned()))?;
         self.since_checkpoint = 0;
         Ok(())
     }
@@ -476,4 +807,20 @@ impl Writer {
 /// A submission the writer made up itself (ticks).
 pub fn internal(command: crate::core::engine::Command) -> Submission {
     Submission { command, msg_id: None, by: "eoc".to_owned(), edge: crate::bus::Edge::Internal }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seen_list_is_written_as_the_stored_state_reads_it() {
+        let mut seen = Seen::default();
+        seen.insert("a-1", 10);
+        seen.insert("b \"quoted\"", 20);
+        seen.insert("a-1", 30);
+        let json = serde_json::to_string(&SeenList(seen.order.iter().cloned().collect())).unwrap();
+        let read: Vec<(String, i64)> = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, vec![("a-1".to_owned(), 10), ("b \"quoted\"".to_owned(), 20)]);
+    }
 }

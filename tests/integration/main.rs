@@ -11,4 +11,5 @@ mod http;
 mod mqtt;
 mod ops;
 mod phones;
+mod writer;
 mod ws;

@@ -207,17 +207,17 @@ enum Outcome {
     Retry(String),
 }
 
-/// A publish handed to a lane.
+/// A publish handed to a lane; the lane hands it back with its outcome.
 struct Job {
     publish: Publish,
-    done_tx: oneshot::Sender<Outcome>,
+    done_tx: oneshot::Sender<(Outcome, Publish)>,
 }
 
-/// A publish waiting for its outcome, in the acker's queue.
+/// A publish's place in the acker's queue: its outcome (and the publish
+/// itself) arrive on `done_rx`.
 struct Pending {
-    publish: Publish,
     epoch: u64,
-    done_rx: oneshot::Receiver<Outcome>,
+    done_rx: oneshot::Receiver<(Outcome, Publish)>,
 }
 
 /// What the lanes share.
@@ -374,7 +374,7 @@ impl Connection {
         let (done_tx, done_rx) = oneshot::channel();
         let lane = lane_of(&publish.topic);
         let epoch = self.link.epoch.load(Ordering::Acquire);
-        let pending = Pending { publish: publish.clone(), epoch, done_rx };
+        let pending = Pending { epoch, done_rx };
         // Queue the ack first so acks leave in the order publishes came.
         if self.acks_tx.send(pending).is_err() {
             return;
@@ -434,7 +434,7 @@ async fn lane(ctx: Arc<Ctx>, mut jobs_rx: mpsc::Receiver<Job>) {
                 Some(job) => {
                     let admission = admit(ctx, &job.publish).await;
                     inflight.push_back(async move {
-                        let _ = job.done_tx.send(admission.settle().await);
+                        let _ = job.done_tx.send((admission.settle().await, job.publish));
                     });
                 }
                 None => open = false,
@@ -548,8 +548,11 @@ async fn ack_in_order(
     prefix: String,
 ) {
     let errors_topic = format!("{prefix}/errors");
-    while let Some(Pending { publish, epoch, done_rx }) = pending_rx.recv().await {
-        let outcome = done_rx.await.unwrap_or_else(|_| Outcome::Retry("lane stopped".to_owned()));
+    while let Some(Pending { epoch, done_rx }) = pending_rx.recv().await {
+        let Ok((outcome, publish)) = done_rx.await else {
+            warn!("mqtt lane stopped before settling a message; left for redelivery");
+            continue;
+        };
         match outcome {
             Outcome::Done => {}
             Outcome::Rejected(rejection) => {

@@ -1,0 +1,107 @@
+//! The writer's pipeline (a batch committed while the one before it is
+//! applied), driven through the bus directly.
+
+use std::sync::Arc;
+
+use eoc_protocol::messages::{Envelope, TeamPositionMsg};
+use eoc_server::bus::{Accepted, Bus, Edge, Readiness, Submission, SubmitError};
+use eoc_server::config::JournalConfig;
+use eoc_server::core::engine::{Command, Engine, EngineConfig};
+use eoc_server::metrics::Metrics;
+use eoc_server::writer::{self, WriterMsg};
+use eoc_tests::{data_dir, small_world};
+
+fn position(id: &str, team: &str, lat: f64) -> Submission {
+    let ts = chrono::Utc::now();
+    Submission {
+        command: Command::TeamPosition(TeamPositionMsg {
+            envelope: Envelope { v: 1, id: id.to_owned(), ts },
+            team_id: Some(team.to_owned()),
+            lat,
+            lon: 68.7,
+            accuracy_m: Some(5.0),
+            at: Some(ts),
+            battery_pct: None,
+            speed_mps: None,
+            heading_deg: None,
+            altitude_m: None,
+        }),
+        msg_id: Some(id.to_owned()),
+        by: "test".to_owned(),
+        edge: Edge::Http,
+    }
+}
+
+/// Queues three copies of a message with a short pause between them, so
+/// that over many rounds copies land in the same batch, in the batch after
+/// the first one's (while it is being committed), and after it was applied.
+async fn copies(bus: &Bus, s: &Submission) -> Vec<Result<Accepted, SubmitError>> {
+    let mut queued = Vec::new();
+    for k in 0..3 {
+        queued.push(bus.enqueue(s.clone()).await.unwrap());
+        for _ in 0..k * 50 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut answers = Vec::new();
+    for q in queued {
+        answers.push(q.answer().await);
+    }
+    answers
+}
+
+/// Whatever batch a retry lands in, a message is applied and journalled
+/// once and every other copy is a duplicate; a refused message's copies
+/// are all refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_in_any_batch_are_applied_once_and_answered_alike() {
+    let dir = data_dir();
+    let engine = Engine::new(small_world(), EngineConfig::default());
+    let (bus, mut w) = writer::start(
+        engine,
+        dir.path(),
+        &JournalConfig::default(),
+        writer::FRAME_BUFFER,
+        Arc::new(Metrics::default()),
+        Arc::new(Readiness::default()),
+    )
+    .unwrap();
+    let stop_tx = w.stopper().unwrap();
+    let writer = std::thread::spawn(move || w.run().unwrap());
+
+    const ROUNDS: usize = 200;
+    let mut rounds = Vec::new();
+    for r in 0..ROUNDS {
+        let bus = bus.clone();
+        rounds.push(tokio::spawn(async move {
+            // Other traffic keeps batches coming while the copies arrive.
+            let other = bus.enqueue(position(&format!("other-{r}"), "t-2", 38.0)).await.unwrap();
+            let good = copies(&bus, &position(&format!("good-{r}"), "t-1", 38.0 + r as f64 * 1e-4)).await;
+            let bad = copies(&bus, &position(&format!("bad-{r}"), "no-such-team", 38.0)).await;
+            assert!(matches!(other.answer().await, Ok(Accepted::Applied { .. })));
+            (good, bad)
+        }));
+        if r % 4 == 3 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for (r, round) in rounds.into_iter().enumerate() {
+        let (good, bad) = round.await.unwrap();
+        let applied = good.iter().filter(|a| matches!(a, Ok(Accepted::Applied { .. }))).count();
+        let duplicates = good.iter().filter(|a| matches!(a, Ok(Accepted::Duplicate))).count();
+        assert_eq!((applied, duplicates), (1, 2), "round {r}: {good:?}");
+        assert!(bad.iter().all(|a| matches!(a, Err(SubmitError::Rejected(_)))), "round {r}: {bad:?}");
+    }
+    stop_tx.send(WriterMsg::Stop).await.unwrap();
+    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+
+    let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let good_rows: i64 = journal
+        .query_row("SELECT count(*) FROM entries WHERE msg_id LIKE 'good-%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(good_rows, ROUNDS as i64, "each message journalled once");
+    let distinct: i64 = journal
+        .query_row("SELECT count(DISTINCT msg_id) FROM entries WHERE msg_id LIKE 'good-%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(distinct, ROUNDS as i64);
+}
