@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use axum::extract::ws::Utf8Bytes;
 use eoc_protocol::delta::{DeltaFrame, Snapshot};
 use eoc_protocol::validate::Problems;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -96,8 +97,9 @@ pub enum SubmitError {
 pub struct Published {
     /// The frame.
     pub frame: DeltaFrame,
-    /// Its JSON text.
-    pub json: Arc<str>,
+    /// Its JSON text, reference-counted: every WebSocket connection sends
+    /// these same bytes (a clone is a counter increment, not a copy).
+    pub json: Utf8Bytes,
 }
 
 /// A command in the writer's queue: await [`Queued::answer`] for the

@@ -399,7 +399,7 @@ impl Writer {
             self.seq.store(seq, Ordering::Release);
         }
         for frame in deltas_out {
-            let json: Arc<str> = match serde_json::to_string(&frame) {
+            let json: axum::extract::ws::Utf8Bytes = match serde_json::to_string(&frame) {
                 Ok(text) => text.into(),
                 Err(err) => {
                     error!(seq = frame.seq, error = %err, "could not serialise a delta");

@@ -5,6 +5,13 @@
 //! (outgoing frames), the socket (inbound messages), a keep-alive timer and
 //! shutdown. A client that falls behind the broadcast buffer is sent a
 //! fresh snapshot and continues from it; the writer never waits for it.
+//!
+//! Fan-out cost is per wake-up and per write, not per byte: each delta is
+//! serialised once by the writer and shared (reference-counted) by every
+//! connection, and a connection woken by one frame takes every frame
+//! already waiting (up to [`SEND_BATCH`]) and writes them with one flush,
+//! so a burst of deltas costs one system call per client, not one per
+//! delta.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +27,8 @@ use eoc_protocol::messages::Inbound;
 use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
@@ -28,7 +36,7 @@ use crate::access::{Access, Admitted};
 use crate::api::{AppState, BearerToken, parse_valid};
 use crate::auth::Principal;
 use crate::auth::verifier::AuthError;
-use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
+use crate::bus::{Accepted, Bus, Edge, Published, Submission, SubmitError};
 use crate::core::engine::Command;
 use futures_util::stream::FuturesOrdered;
 
@@ -36,6 +44,10 @@ use futures_util::stream::FuturesOrdered;
 /// beyond it the connection reads no further until answers go out. The
 /// answers go out in the order the frames came.
 pub const WS_INFLIGHT: usize = 256;
+
+/// Frames a connection writes with one flush at most, when it finds several
+/// waiting; then it looks at its socket and timers again.
+pub const SEND_BATCH: usize = 256;
 
 /// The server pings a quiet connection this often, so proxies keep it open
 /// and dead peers are noticed.
@@ -108,12 +120,19 @@ impl Conn<'_> {
     }
 }
 
+/// The snapshot frame: the snapshot's JSON object with `"type":"snapshot"`
+/// first, written straight to text (no intermediate `Value` of the whole
+/// state).
 fn snapshot_text(snapshot: &Snapshot) -> Utf8Bytes {
-    let mut value = serde_json::to_value(snapshot).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("type".to_owned(), Value::String("snapshot".to_owned()));
+    let body = serde_json::to_string(snapshot).unwrap_or_else(|_| "{}".to_owned());
+    let fields = body.strip_prefix('{').unwrap_or("}");
+    let mut text = String::with_capacity(body.len() + 20);
+    text.push_str(r#"{"type":"snapshot""#);
+    if !fields.starts_with('}') {
+        text.push(',');
     }
-    value.to_string().into()
+    text.push_str(fields);
+    text.into()
 }
 
 fn error_text(id: Option<&str>, problems: &Problems) -> Utf8Bytes {
@@ -135,28 +154,51 @@ async fn serve(
     let mut heard = Instant::now();
     // Answers of inbound frames still with the writer, in arrival order.
     let mut answers = FuturesOrdered::new();
+    // Registered once: a fresh `cancelled()` future per loop turn would
+    // lock the token's waiter list twice per frame in every connection.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
             Some(reply) = answers.next(), if !answers.is_empty() => {
                 sink.send(Message::Text(reply)).await?;
             }
-            frame = frames_rx.recv() => match frame {
-                Ok(p) if p.frame.seq <= last_seq => {}
-                Ok(p) => {
-                    last_seq = p.frame.seq;
-                    sink.send(Message::Text(Utf8Bytes::from(&*p.json))).await?;
+            frame = frames_rx.recv() => {
+                // This frame and every one already waiting, one flush.
+                let mut next = Some(frame);
+                let mut fed = 0;
+                let mut closed = false;
+                while let Some(frame) = next.take() {
+                    match frame {
+                        Ok(p) if p.frame.seq <= last_seq => {}
+                        Ok(p) => {
+                            last_seq = p.frame.seq;
+                            sink.feed(Message::Text(p.json.clone())).await?;
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            // Resubscribe first, so nothing after the snapshot is lost.
+                            let (snapshot, rx) = bus.snapshot_and_subscribe();
+                            frames_rx = rx;
+                            last_seq = snapshot.seq;
+                            bus.metrics().ws_resnapshot();
+                            debug!(missed, seq = last_seq, "websocket client lagged; sending a fresh snapshot");
+                            sink.feed(Message::Text(snapshot_text(&snapshot))).await?;
+                        }
+                        Err(RecvError::Closed) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    fed += 1;
+                    if fed < SEND_BATCH {
+                        next = waiting(&mut frames_rx);
+                    }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    // Resubscribe first, so nothing after the snapshot is lost.
-                    let (snapshot, rx) = bus.snapshot_and_subscribe();
-                    frames_rx = rx;
-                    last_seq = snapshot.seq;
-                    bus.metrics().ws_resnapshot();
-                    debug!(missed, seq = last_seq, "websocket client lagged; sending a fresh snapshot");
-                    sink.send(Message::Text(snapshot_text(&snapshot))).await?;
+                sink.flush().await?;
+                if closed {
+                    break;
                 }
-                Err(RecvError::Closed) => break,
-            },
+            }
             msg = stream.next(), if answers.len() < WS_INFLIGHT => {
                 let Some(msg) = msg else { break };
                 heard = Instant::now();
@@ -187,13 +229,23 @@ async fn serve(
                 }
                 sink.send(Message::Ping(Default::default())).await?;
             }
-            () = shutdown.cancelled() => {
+            () = &mut stopping => {
                 let _ = sink.send(Message::Close(None)).await;
                 break;
             }
         }
     }
     Ok(())
+}
+
+/// The next frame already in the receiver, if any, without waiting.
+fn waiting(rx: &mut broadcast::Receiver<Arc<Published>>) -> Option<Result<Arc<Published>, RecvError>> {
+    match rx.try_recv() {
+        Ok(p) => Some(Ok(p)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+    }
 }
 
 /// Parses, submits and answers one inbound text frame.
