@@ -22,7 +22,6 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use eoc_protocol::delta::Snapshot;
 use eoc_protocol::messages::Inbound;
 use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems};
 use futures_util::{SinkExt, StreamExt};
@@ -48,6 +47,10 @@ pub const WS_INFLIGHT: usize = 256;
 /// Frames a connection writes with one flush at most, when it finds several
 /// waiting; then it looks at its socket and timers again.
 pub const SEND_BATCH: usize = 256;
+
+/// Read buffer of a connection, bytes; longer messages (up to
+/// `MAX_MESSAGE_BYTES`) are read in several reads.
+pub const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// The server pings a quiet connection this often, so proxies keep it open
 /// and dead peers are noticed.
@@ -82,8 +85,13 @@ pub async fn upgrade(
     // The token is checked again on every inbound message and every ping,
     // so a revoked token ends the connection within one ping interval and
     // can send nothing at once.
-    ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(
-        move |socket| async move {
+    // Inbound messages are small: a 128 KiB read buffer per connection (the
+    // library's default, zeroed before every read) would cost 128 MB of
+    // memory for a thousand dashboards.
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(WS_READ_BUFFER)
+        .on_upgrade(move |socket| async move {
             let _slot = slot;
             let bus = state.bus.clone();
             bus.metrics().ws_client(true);
@@ -92,8 +100,7 @@ pub async fn upgrade(
                 debug!(error = %err, "websocket connection ended");
             }
             bus.metrics().ws_client(false);
-        },
-    )
+        })
 }
 
 /// One open connection's count in `ws_open`, given back when dropped.
@@ -120,21 +127,6 @@ impl Conn<'_> {
     }
 }
 
-/// The snapshot frame: the snapshot's JSON object with `"type":"snapshot"`
-/// first, written straight to text (no intermediate `Value` of the whole
-/// state).
-fn snapshot_text(snapshot: &Snapshot) -> Utf8Bytes {
-    let body = serde_json::to_string(snapshot).unwrap_or_else(|_| "{}".to_owned());
-    let fields = body.strip_prefix('{').unwrap_or("}");
-    let mut text = String::with_capacity(body.len() + 20);
-    text.push_str(r#"{"type":"snapshot""#);
-    if !fields.starts_with('}') {
-        text.push(',');
-    }
-    text.push_str(fields);
-    text.into()
-}
-
 fn error_text(id: Option<&str>, problems: &Problems) -> Utf8Bytes {
     json!({"type": "error", "id": id, "errors": problems.errors}).to_string().into()
 }
@@ -146,9 +138,8 @@ async fn serve(
 ) -> Result<(), axum::Error> {
     let bus = conn.bus;
     let (mut sink, mut stream) = socket.split();
-    let (snapshot, mut frames_rx) = bus.snapshot_and_subscribe();
-    let mut last_seq = snapshot.seq;
-    sink.send(Message::Text(snapshot_text(&snapshot))).await?;
+    let (mut last_seq, snapshot, mut frames_rx) = bus.snapshot_frame_and_subscribe();
+    sink.send(Message::Text(snapshot)).await?;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
@@ -177,12 +168,12 @@ async fn serve(
                         }
                         Err(RecvError::Lagged(missed)) => {
                             // Resubscribe first, so nothing after the snapshot is lost.
-                            let (snapshot, rx) = bus.snapshot_and_subscribe();
+                            let (seq, snapshot, rx) = bus.snapshot_frame_and_subscribe();
                             frames_rx = rx;
-                            last_seq = snapshot.seq;
+                            last_seq = seq;
                             bus.metrics().ws_resnapshot();
-                            debug!(missed, seq = last_seq, "websocket client lagged; sending a fresh snapshot");
-                            sink.feed(Message::Text(snapshot_text(&snapshot))).await?;
+                            debug!(missed, seq, "websocket client lagged; sending a fresh snapshot");
+                            sink.feed(Message::Text(snapshot)).await?;
                         }
                         Err(RecvError::Closed) => {
                             closed = true;

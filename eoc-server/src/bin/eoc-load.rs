@@ -39,6 +39,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 /// How phones send.
@@ -306,8 +307,12 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
         Some(peer) => format!("ws://{peer}/ws"),
         None => format!("ws://{}/ws?token={}", args.http, args.token),
     };
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, None, true).await.context("dashboard websocket")?;
+    // The library's default 128 KiB read buffer is zeroed before every
+    // read: with one read per frame that would cost more than the frame.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .context("dashboard websocket")?;
     let (_sink, mut stream) = ws.split();
     let (mut ingest, mut delivery) = (histogram(), histogram());
     let mut seen_alerts: Vec<String> = Vec::new();
@@ -510,6 +515,7 @@ async fn main() -> anyhow::Result<()> {
         args.duration_s
     );
     let started = Instant::now();
+    let run_id = chrono::Utc::now().timestamp_millis();
     let mut phones = Vec::new();
     for k in 0..args.phones {
         phones.push(tokio::spawn(phone(shared.clone(), k)));
@@ -527,7 +533,9 @@ async fn main() -> anyhow::Result<()> {
         {
             alerts_posted += 1;
             next_alert = Some(at + every);
-            let id = format!("load-eq-{}-{alerts_posted}", args.seed);
+            // Unique per run: a server measured twice would take the same id
+            // as a duplicate and publish nothing.
+            let id = format!("load-eq-{}-{}-{alerts_posted}", args.seed, run_id);
             let body = json!({"v": 1, "id": id, "ts": chrono::Utc::now(), "alert_id": id, "hazard": "earthquake",
                 "urgency": "immediate", "severity": "severe", "certainty": "observed", "status": "exercise",
                 "earthquake": {"lat": 38.56, "lon": 68.78, "depth_km": 10.0, "magnitude": 6.0}});
