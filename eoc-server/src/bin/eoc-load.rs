@@ -132,6 +132,11 @@ struct Shared {
     stop: AtomicBool,
     /// Cancelled a second after `stop`, when the last deltas have arrived.
     drained: CancellationToken,
+    /// Makes this run's message ids unique (ms since the epoch at start): a
+    /// server measured twice would drop a repeated id as a duplicate.
+    run_id: i64,
+    /// The largest frame any dashboard received, bytes.
+    largest_frame: AtomicU64,
 }
 
 fn now_us() -> i64 {
@@ -169,10 +174,10 @@ impl Rng {
 
 /// The n-th position of a phone: a walk of a few metres per fix around its
 /// team's base, at the current time.
-fn position(team: &(String, f64, f64), n: u64, rng: &mut Rng) -> Value {
+fn position(team: &(String, f64, f64), run: i64, n: u64, rng: &mut Rng) -> Value {
     let (dlat, dlon) = ((rng.next_f64() - 0.5) * 0.002, (rng.next_f64() - 0.5) * 0.002);
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    json!({"v": 1, "id": format!("load-{}-{n}", team.0), "ts": at, "at": at,
+    json!({"v": 1, "id": format!("load-{run}-{}-{n}", team.0), "ts": at, "at": at,
         "lat": team.1 + dlat, "lon": team.2 + dlon, "accuracy_m": 8.0, "battery_pct": 80.0})
 }
 
@@ -198,7 +203,7 @@ async fn phone(shared: Arc<Shared>, k: usize) -> anyhow::Result<()> {
             shared.views.iter().enumerate().filter(|(i, _)| i % args.phones == k).map(|(_, v)| v).collect();
         while !shared.stop.load(Ordering::Relaxed) {
             let i = (n % mine.len() as u64) as usize;
-            let p = position(mine[i], n, &mut rng);
+            let p = position(mine[i], shared.run_id, n, &mut rng);
             let mut frame = views[i].clone();
             for field in ["lat", "lon", "accuracy_m", "battery_pct"] {
                 frame[field] = p[field].clone();
@@ -245,7 +250,7 @@ async fn phone(shared: Arc<Shared>, k: usize) -> anyhow::Result<()> {
             });
             while !shared.stop.load(Ordering::Relaxed) {
                 let team = mine[(n % mine.len() as u64) as usize];
-                let body = position(team, n, &mut rng).to_string();
+                let body = position(team, shared.run_id, n, &mut rng).to_string();
                 client
                     .publish(format!("eoc/v1/teams/{}/position", team.0), QoS::AtLeastOnce, false, body)
                     .await?;
@@ -270,7 +275,7 @@ async fn phone(shared: Arc<Shared>, k: usize) -> anyhow::Result<()> {
             });
             while !shared.stop.load(Ordering::Relaxed) {
                 let team = mine[(n % mine.len() as u64) as usize];
-                let mut body = position(team, n, &mut rng);
+                let mut body = position(team, shared.run_id, n, &mut rng);
                 body["type"] = json!("team_position");
                 body["team_id"] = json!(team.0);
                 sink.send(Message::Text(body.to_string().into())).await?;
@@ -323,7 +328,7 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
     }
     let drained = shared.drained.cancelled();
     tokio::pin!(drained);
-    let (mut deltas, mut frames) = (0u64, 0u64);
+    let (mut deltas, mut frames, mut largest) = (0u64, 0u64, 0usize);
     loop {
         let msg = tokio::select! {
             biased;
@@ -348,7 +353,11 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
         // Read only the fields timed, without parsing the whole frame: a
         // thousand dashboards in one process must keep up with the server.
         let text = text.as_str();
-        match string_field(text, "type") {
+        let kind = string_field(text, "type");
+        if kind != Some("snapshot") {
+            largest = largest.max(text.len());
+        }
+        match kind {
             Some("team") => {
                 deltas += 1;
                 if let Some(at) = string_field(text, "position_at")
@@ -378,6 +387,7 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
         }
     }
     shared.counters.frames.fetch_add(frames % 64, Ordering::Relaxed);
+    shared.largest_frame.fetch_max(largest as u64, Ordering::Relaxed);
     shared.counters.deltas.fetch_add(deltas, Ordering::Relaxed);
     let _ = shared.ingest.lock().await.add(&ingest);
     let _ = shared.delivery.lock().await.add(&delivery);
@@ -485,6 +495,8 @@ async fn main() -> anyhow::Result<()> {
         alerts_sent: std::sync::Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         drained: CancellationToken::new(),
+        run_id: chrono::Utc::now().timestamp_millis(),
+        largest_frame: AtomicU64::new(0),
     });
     let args = &shared.args;
 
@@ -515,7 +527,7 @@ async fn main() -> anyhow::Result<()> {
         args.duration_s
     );
     let started = Instant::now();
-    let run_id = chrono::Utc::now().timestamp_millis();
+    let run_id = shared.run_id;
     let mut phones = Vec::new();
     for k in 0..args.phones {
         phones.push(tokio::spawn(phone(shared.clone(), k)));
@@ -592,7 +604,11 @@ async fn main() -> anyhow::Result<()> {
         deltas as f64 / elapsed
     );
     let frames = c.frames.load(Ordering::Relaxed);
-    println!("received  {frames} frames of every kind = {:.0} frames/s", frames as f64 / elapsed);
+    println!(
+        "received  {frames} frames of every kind = {:.0} frames/s; the largest delta {} bytes",
+        frames as f64 / elapsed,
+        shared.largest_frame.load(Ordering::Relaxed)
+    );
     if let (Some(before), Some(after)) = (applied_before, applied_after) {
         let n = after.saturating_sub(before);
         println!("applied   {n} commands durably in the server = {:.0} msg/s", n as f64 / elapsed);
