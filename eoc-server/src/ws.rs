@@ -11,7 +11,11 @@
 //! connection, and a connection woken by one frame takes every frame
 //! already waiting (up to [`SEND_BATCH`]) and writes them with one flush,
 //! so a burst of deltas costs one system call per client, not one per
-//! delta.
+//! delta. A connection also writes at most once per `http.fanout_coalesce_ms`
+//! (default [`COALESCE_MS`]): a frame that comes sooner after the last
+//! write waits for the rest of that window and goes out with whatever
+//! else arrived, which bounds the wake-ups and writes per client to 100 a
+//! second at the cost of at most that much latency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +47,10 @@ use futures_util::stream::FuturesOrdered;
 /// beyond it the connection reads no further until answers go out. The
 /// answers go out in the order the frames came.
 pub const WS_INFLIGHT: usize = 256;
+
+/// Default of `http.fanout_coalesce_ms`: least time between two writes of
+/// one connection, milliseconds.
+pub const COALESCE_MS: u64 = 10;
 
 /// Frames a connection writes with one flush at most, when it finds several
 /// waiting; then it looks at its socket and timers again.
@@ -95,7 +103,7 @@ pub async fn upgrade(
             let _slot = slot;
             let bus = state.bus.clone();
             bus.metrics().ws_client(true);
-            let conn = Conn { bus: &bus, access: &state.access, who, token };
+            let conn = Conn { bus: &bus, access: &state.access, who, token, coalesce: state.ws_coalesce };
             if let Err(err) = serve(socket, &conn, &state.shutdown).await {
                 debug!(error = %err, "websocket connection ended");
             }
@@ -118,6 +126,8 @@ struct Conn<'a> {
     access: &'a Access,
     who: Arc<Principal>,
     token: String,
+    /// Least time between two writes of frames.
+    coalesce: Duration,
 }
 
 impl Conn<'_> {
@@ -149,12 +159,25 @@ async fn serve(
     // lock the token's waiter list twice per frame in every connection.
     let stopping = shutdown.cancelled();
     tokio::pin!(stopping);
+    let mut wrote = Instant::now();
     loop {
         tokio::select! {
             Some(reply) = answers.next(), if !answers.is_empty() => {
                 sink.send(Message::Text(reply)).await?;
             }
             frame = frames_rx.recv() => {
+                // Within the window of the last write, wait for its end so
+                // frames published meanwhile share the next write.
+                let due = wrote + conn.coalesce;
+                if due > Instant::now() {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => {}
+                        () = &mut stopping => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            break;
+                        }
+                    }
+                }
                 // This frame and every one already waiting, one flush.
                 let mut next = Some(frame);
                 let mut fed = 0;
@@ -186,6 +209,7 @@ async fn serve(
                     }
                 }
                 sink.flush().await?;
+                wrote = Instant::now();
                 if closed {
                     break;
                 }
