@@ -6,9 +6,15 @@
 # eoc-load playing phones, dashboards and a chair.
 #
 #   bash benches/load.sh                # every scenario
-#   bash benches/load.sh ingest-mqtt    # one of: ingest-mqtt ingest-ws fanout
+#   bash benches/load.sh ingest-mqtt    # one of: ingest-mqtt ingest-ws fanout fanout-peer
 #   LOAD_SECONDS=30 bash benches/load.sh # longer runs (default 15 s each)
 #   LOAD_RATE=40000 bash benches/load.sh ingest-mqtt  # a set rate instead of as fast as possible
+#
+# `fanout-peer` runs the fan-out workload against eoc and against the naive
+# peer (`eoc-naive-fanout`: tokio broadcast + tokio-tungstenite) in the same
+# run, at each rate of LOAD_RATES (default "100 250 500" positions/s), and
+# ends with a table of both and their ratio:
+#   LOAD_RATES="250" LOAD_DASHBOARDS=1000 bash benches/load.sh fanout-peer
 #
 # Per-identity rate limits are lifted for the run (the load comes from a
 # handful of identities); everything else is the shipped configuration.
@@ -65,10 +71,24 @@ curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" | grep -q '"state":"connected"' ||
   tail -20 "$WORK/server.log" >&2
   exit 1
 }
-LOAD=("$BIN/eoc-load" --http "127.0.0.1:$HTTP_PORT" --token "$CHAIR" --mqtt "127.0.0.1:$MQTT_PORT"
-      --mqtt-user load-op --mqtt-password "$OPERATOR" --server-pid "$SERVER" --duration-s "$DURATION")
+GENERATOR=("$BIN/eoc-load" --http "127.0.0.1:$HTTP_PORT" --token "$CHAIR" --mqtt "127.0.0.1:$MQTT_PORT"
+      --mqtt-user load-op --mqtt-password "$OPERATOR" --duration-s "$DURATION")
+LOAD=("${GENERATOR[@]}" --server-pid "$SERVER")
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(mosquitto -h | head -1)"
+
+# One fan-out run; its report is kept in $WORK/run-$1 for the summary.
+fanout_run() {
+  local name=$1; shift
+  echo "-- $name (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  "${GENERATOR[@]}" "$@" | tee "$WORK/run-$name"
+}
+# "deliveries/s p50 p99 p99.9 max cpu rss" of one run's report.
+fanout_figures() {
+  awk '/^delivered/ {d=$(NF-1)} /^delivery/ {p50=$4; p99=$7; p999=$10; mx=$13}
+       /^server/ {cpu=$3; rss=$(NF-1)} /^alert/ {al=$7}
+       END {printf "%s %s %s %s %s %s %s %s", d, p50, p99, p999, mx, cpu, rss, (al==""?"-":al)}' "$WORK/run-$1"
+}
 for s in $SCENARIOS; do
   case $s in
     ingest-mqtt)
@@ -80,6 +100,37 @@ for s in $SCENARIOS; do
     fanout)
       echo "== fan-out: 250 positions/s over MQTT to 1,000 dashboards, 5 alerts"
       "${LOAD[@]}" --via mqtt --rate 250 --phones 2 --dashboards 1000 --alerts 5 ;;
+    fanout-peer)
+      DASHBOARDS=${LOAD_DASHBOARDS:-1000}
+      PEER_PORT=$(free_port)
+      "$BIN/eoc-naive-fanout" --listen "127.0.0.1:$PEER_PORT" 2> "$WORK/peer.log" &
+      PEER=$!
+      PIDS+=("$PEER")
+      for _ in $(seq 1 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PEER_PORT") 2>/dev/null; then break; fi
+        sleep 0.1
+      done
+      echo "== fan-out, eoc and the naive peer: positions/s to $DASHBOARDS dashboards, ${DURATION} s each"
+      for rate in ${LOAD_RATES:-100 250 500}; do
+        fanout_run "eoc-$rate" --server-pid "$SERVER" --via mqtt --rate "$rate" --phones 2 --dashboards "$DASHBOARDS" --alerts 5
+        sleep 2
+        # The peer: the same dashboards and team deltas; --server-pid is the peer's.
+        fanout_run "peer-$rate" --peer "127.0.0.1:$PEER_PORT" --server-pid "$PEER" --rate "$rate" --phones 1 \
+          --dashboards "$DASHBOARDS"
+        sleep 2
+      done
+      echo "== summary (delivery latency from the server's timestamp to the dashboard, ms)"
+      echo "| positions/s | server | deliveries/s | p50 | p99 | p99.9 | max | CPU % of a core | RSS MB | alert p99 |"
+      echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      for rate in ${LOAD_RATES:-100 250 500}; do
+        read -r ed e50 e99 e999 emax ecpu erss eal <<< "$(fanout_figures "eoc-$rate")"
+        read -r pd p50 p99 p999 pmax pcpu prss _ <<< "$(fanout_figures "peer-$rate")"
+        echo "| $rate | eoc | $ed | $e50 | $e99 | $e999 | $emax | $ecpu | $erss | $eal |"
+        echo "| $rate | peer | $pd | $p50 | $p99 | $p999 | $pmax | $pcpu | $prss | - |"
+        awk -v a="$ed" -v b="$pd" -v c="$e99" -v d="$p99" -v e="$ecpu" -v f="$pcpu" \
+          'function r(x, y) { return y > 0 ? sprintf("%.2f×", x / y) : "-" }
+           BEGIN {printf "| %s | eoc/peer | %s | | %s | | | %s | | |\n", "'"$rate"'", r(a, b), r(c, d), r(e, f)}'
+      done ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

@@ -60,6 +60,9 @@ pub struct AppState {
     pub ws_open: Arc<std::sync::atomic::AtomicUsize>,
     /// Most WebSocket connections at once.
     pub max_ws: usize,
+    /// Least time between two writes of one WebSocket connection
+    /// (`http.fanout_coalesce_ms`).
+    pub ws_coalesce: std::time::Duration,
 }
 
 /// What `/readyz` says about the loaded scenario.

@@ -12,7 +12,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use eoc_protocol::delta::{DeltaFrame, Snapshot};
 use eoc_protocol::validate::Problems;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -96,8 +98,9 @@ pub enum SubmitError {
 pub struct Published {
     /// The frame.
     pub frame: DeltaFrame,
-    /// Its JSON text.
-    pub json: Arc<str>,
+    /// Its JSON text, reference-counted: every WebSocket connection sends
+    /// these same bytes (a clone is a counter increment, not a copy).
+    pub json: Utf8Bytes,
 }
 
 /// A command in the writer's queue: await [`Queued::answer`] for the
@@ -146,6 +149,35 @@ struct Shared {
     frames_tx: broadcast::Sender<Arc<Published>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    /// The last snapshot frame served, reused by clients that join or
+    /// resynchronise while `seq` has not moved.
+    snapshot: Mutex<Option<CachedSnapshot>>,
+}
+
+/// A snapshot frame already written, with the `seq` it includes.
+#[derive(Debug)]
+struct CachedSnapshot {
+    seq: u64,
+    taken: Instant,
+    text: Utf8Bytes,
+}
+
+/// How long a snapshot frame is reused for new clients at the same `seq`
+/// (it carries the server's clock of when it was taken).
+pub const SNAPSHOT_REUSE: Duration = Duration::from_secs(1);
+
+/// The snapshot frame of the WebSocket protocol: `"type":"snapshot"`, then
+/// the snapshot's fields, written straight to text.
+pub fn snapshot_frame(snapshot: &Snapshot) -> Utf8Bytes {
+    let body = serde_json::to_string(snapshot).unwrap_or_else(|_| "{}".to_owned());
+    let fields = body.strip_prefix('{').unwrap_or("}");
+    let mut text = String::with_capacity(body.len() + 20);
+    text.push_str(r#"{"type":"snapshot""#);
+    if !fields.starts_with('}') {
+        text.push(',');
+    }
+    text.push_str(fields);
+    text.into()
 }
 
 /// The handle edges use: submit commands, read state, follow changes.
@@ -165,7 +197,8 @@ impl Bus {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> Bus {
-        Bus { shared: Arc::new(Shared { engine, seq, writer_tx, frames_tx, metrics, readiness }) }
+        let snapshot = Mutex::new(None);
+        Bus { shared: Arc::new(Shared { engine, seq, writer_tx, frames_tx, metrics, readiness, snapshot }) }
     }
 
     /// Sends a command to the writer and waits until it is durable and
@@ -228,6 +261,31 @@ impl Bus {
     pub fn snapshot_and_subscribe(&self) -> (Snapshot, broadcast::Receiver<Arc<Published>>) {
         let rx = self.subscribe();
         (self.snapshot(), rx)
+    }
+
+    /// The snapshot frame ([`snapshot_frame`]) with its `seq`, and a
+    /// receiver of every frame after it, as [`Bus::snapshot_and_subscribe`].
+    ///
+    /// Clients that connect (or fall behind) together, at the same `seq`,
+    /// share one snapshot written once, for up to [`SNAPSHOT_REUSE`]. That
+    /// is safe: the receiver subscribes before `seq` is read, so every
+    /// frame after that `seq` reaches it.
+    pub fn snapshot_frame_and_subscribe(&self) -> (u64, Utf8Bytes, broadcast::Receiver<Arc<Published>>) {
+        let rx = self.subscribe();
+        let seq_now = self.seq();
+        let cached = |c: &CachedSnapshot| c.seq == seq_now && c.taken.elapsed() < SNAPSHOT_REUSE;
+        if let Some(c) = self.shared.snapshot.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+            && cached(c)
+        {
+            return (c.seq, c.text.clone(), rx);
+        }
+        let snapshot = self.snapshot();
+        let text = snapshot_frame(&snapshot);
+        let mut slot = self.shared.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|c| c.seq <= snapshot.seq) {
+            *slot = Some(CachedSnapshot { seq: snapshot.seq, taken: Instant::now(), text: text.clone() });
+        }
+        (snapshot.seq, text, rx)
     }
 
     /// Submissions waiting for the writer now.
@@ -327,5 +385,28 @@ impl Readiness {
         let state = *self.mqtt.lock().unwrap_or_else(PoisonError::into_inner);
         let detail = self.mqtt_detail.lock().unwrap_or_else(PoisonError::into_inner).clone();
         (state, detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_frame_is_the_snapshot_with_its_type() {
+        let snapshot = Snapshot {
+            v: 1,
+            seq: 42,
+            server_ts_ms: 1_000,
+            alerts: Vec::new(),
+            impacts: Vec::new(),
+            sites: Vec::new(),
+            teams: Vec::new(),
+            tasks: Vec::new(),
+        };
+        let frame: serde_json::Value = serde_json::from_str(&snapshot_frame(&snapshot)).unwrap();
+        let mut expected = serde_json::to_value(&snapshot).unwrap();
+        expected["type"] = "snapshot".into();
+        assert_eq!(frame, expected);
     }
 }

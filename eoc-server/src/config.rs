@@ -125,11 +125,19 @@ pub struct HttpConfig {
     /// Frames a subscriber (WebSocket client, MQTT publisher) may fall
     /// behind before it is resynchronised with a fresh snapshot.
     pub fanout_frames: usize,
+    /// A WebSocket connection writes at most once per this many
+    /// milliseconds; frames published in between go out together with the
+    /// next write (0: every frame at once).
+    pub fanout_coalesce_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".to_owned(), fanout_frames: crate::writer::FRAME_BUFFER }
+        HttpConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            fanout_frames: crate::writer::FRAME_BUFFER,
+            fanout_coalesce_ms: crate::ws::COALESCE_MS,
+        }
     }
 }
 

@@ -151,6 +151,7 @@ pub async fn run_with_world(
         access: access.clone(),
         ws_open: Arc::default(),
         max_ws: config.access.max_ws_connections,
+        ws_coalesce: std::time::Duration::from_millis(config.http.fanout_coalesce_ms),
     };
     let app = api::router(state)
         .merge(phones::routes(bus.clone(), access.clone(), &config.phones))

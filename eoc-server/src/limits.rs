@@ -48,6 +48,10 @@ impl axum::serve::Listener for Limited {
             Err(_) => Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap_or_else(|_| unreachable!()),
         };
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Small frames (deltas, acks) go out at once rather than waiting
+        // for the previous one's acknowledgement (Nagle's algorithm): a
+        // delayed ACK would otherwise hold a delta back by up to 40 ms.
+        let _ = io.set_nodelay(true);
         (LimitedStream { io, _permit: permit }, addr)
     }
 

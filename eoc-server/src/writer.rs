@@ -705,9 +705,9 @@ impl Writer {
         for frame in deltas_out.drain(..) {
             json.clear();
             let written = serde_json::to_writer(&mut json, &frame).map_err(|e| e.to_string());
-            let text: Arc<str> =
+            let text: axum::extract::ws::Utf8Bytes =
                 match written.and_then(|()| std::str::from_utf8(&json).map_err(|e| e.to_string())) {
-                    Ok(text) => Arc::from(text),
+                    Ok(text) => text.to_owned().into(),
                     Err(err) => {
                         error!(seq = frame.seq, error = %err, "could not serialise a delta");
                         format!(r#"{{"v":1,"seq":{},"type":"unserialisable"}}"#, frame.seq).into()

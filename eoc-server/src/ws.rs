@@ -5,6 +5,17 @@
 //! (outgoing frames), the socket (inbound messages), a keep-alive timer and
 //! shutdown. A client that falls behind the broadcast buffer is sent a
 //! fresh snapshot and continues from it; the writer never waits for it.
+//!
+//! Fan-out cost is per wake-up and per write, not per byte: each delta is
+//! serialised once by the writer and shared (reference-counted) by every
+//! connection, and a connection woken by one frame takes every frame
+//! already waiting (up to [`SEND_BATCH`]) and writes them with one flush,
+//! so a burst of deltas costs one system call per client, not one per
+//! delta. A connection also writes at most once per `http.fanout_coalesce_ms`
+//! (default [`COALESCE_MS`]): a frame that comes sooner after the last
+//! write waits for the rest of that window and goes out with whatever
+//! else arrived, which bounds the wake-ups and writes per client to 100 a
+//! second at the cost of at most that much latency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,12 +26,12 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use eoc_protocol::delta::Snapshot;
 use eoc_protocol::messages::Inbound;
 use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
@@ -28,7 +39,7 @@ use crate::access::{Access, Admitted};
 use crate::api::{AppState, BearerToken, parse_valid};
 use crate::auth::Principal;
 use crate::auth::verifier::AuthError;
-use crate::bus::{Accepted, Bus, Edge, Submission, SubmitError};
+use crate::bus::{Accepted, Bus, Edge, Published, Submission, SubmitError};
 use crate::core::engine::Command;
 use futures_util::stream::FuturesOrdered;
 
@@ -36,6 +47,18 @@ use futures_util::stream::FuturesOrdered;
 /// beyond it the connection reads no further until answers go out. The
 /// answers go out in the order the frames came.
 pub const WS_INFLIGHT: usize = 256;
+
+/// Default of `http.fanout_coalesce_ms`: least time between two writes of
+/// one connection, milliseconds.
+pub const COALESCE_MS: u64 = 10;
+
+/// Frames a connection writes with one flush at most, when it finds several
+/// waiting; then it looks at its socket and timers again.
+pub const SEND_BATCH: usize = 256;
+
+/// Read buffer of a connection, bytes; longer messages (up to
+/// `MAX_MESSAGE_BYTES`) are read in several reads.
+pub const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// The server pings a quiet connection this often, so proxies keep it open
 /// and dead peers are noticed.
@@ -70,18 +93,22 @@ pub async fn upgrade(
     // The token is checked again on every inbound message and every ping,
     // so a revoked token ends the connection within one ping interval and
     // can send nothing at once.
-    ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(
-        move |socket| async move {
+    // Inbound messages are small: a 128 KiB read buffer per connection (the
+    // library's default, zeroed before every read) would cost 128 MB of
+    // memory for a thousand dashboards.
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(WS_READ_BUFFER)
+        .on_upgrade(move |socket| async move {
             let _slot = slot;
             let bus = state.bus.clone();
             bus.metrics().ws_client(true);
-            let conn = Conn { bus: &bus, access: &state.access, who, token };
+            let conn = Conn { bus: &bus, access: &state.access, who, token, coalesce: state.ws_coalesce };
             if let Err(err) = serve(socket, &conn, &state.shutdown).await {
                 debug!(error = %err, "websocket connection ended");
             }
             bus.metrics().ws_client(false);
-        },
-    )
+        })
 }
 
 /// One open connection's count in `ws_open`, given back when dropped.
@@ -99,6 +126,8 @@ struct Conn<'a> {
     access: &'a Access,
     who: Arc<Principal>,
     token: String,
+    /// Least time between two writes of frames.
+    coalesce: Duration,
 }
 
 impl Conn<'_> {
@@ -106,14 +135,6 @@ impl Conn<'_> {
     async fn still_valid(&self) -> Result<(), AuthError> {
         self.access.verifier.bearer(&self.token).await.map(|_| ())
     }
-}
-
-fn snapshot_text(snapshot: &Snapshot) -> Utf8Bytes {
-    let mut value = serde_json::to_value(snapshot).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("type".to_owned(), Value::String("snapshot".to_owned()));
-    }
-    value.to_string().into()
 }
 
 fn error_text(id: Option<&str>, problems: &Problems) -> Utf8Bytes {
@@ -127,36 +148,72 @@ async fn serve(
 ) -> Result<(), axum::Error> {
     let bus = conn.bus;
     let (mut sink, mut stream) = socket.split();
-    let (snapshot, mut frames_rx) = bus.snapshot_and_subscribe();
-    let mut last_seq = snapshot.seq;
-    sink.send(Message::Text(snapshot_text(&snapshot))).await?;
+    let (mut last_seq, snapshot, mut frames_rx) = bus.snapshot_frame_and_subscribe();
+    sink.send(Message::Text(snapshot)).await?;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
     // Answers of inbound frames still with the writer, in arrival order.
     let mut answers = FuturesOrdered::new();
+    // Registered once: a fresh `cancelled()` future per loop turn would
+    // lock the token's waiter list twice per frame in every connection.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
+    let mut wrote = Instant::now();
     loop {
         tokio::select! {
             Some(reply) = answers.next(), if !answers.is_empty() => {
                 sink.send(Message::Text(reply)).await?;
             }
-            frame = frames_rx.recv() => match frame {
-                Ok(p) if p.frame.seq <= last_seq => {}
-                Ok(p) => {
-                    last_seq = p.frame.seq;
-                    sink.send(Message::Text(Utf8Bytes::from(&*p.json))).await?;
+            frame = frames_rx.recv() => {
+                // Within the window of the last write, wait for its end so
+                // frames published meanwhile share the next write.
+                let due = wrote + conn.coalesce;
+                if due > Instant::now() {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => {}
+                        () = &mut stopping => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            break;
+                        }
+                    }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    // Resubscribe first, so nothing after the snapshot is lost.
-                    let (snapshot, rx) = bus.snapshot_and_subscribe();
-                    frames_rx = rx;
-                    last_seq = snapshot.seq;
-                    bus.metrics().ws_resnapshot();
-                    debug!(missed, seq = last_seq, "websocket client lagged; sending a fresh snapshot");
-                    sink.send(Message::Text(snapshot_text(&snapshot))).await?;
+                // This frame and every one already waiting, one flush.
+                let mut next = Some(frame);
+                let mut fed = 0;
+                let mut closed = false;
+                while let Some(frame) = next.take() {
+                    match frame {
+                        Ok(p) if p.frame.seq <= last_seq => {}
+                        Ok(p) => {
+                            last_seq = p.frame.seq;
+                            sink.feed(Message::Text(p.json.clone())).await?;
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            // Resubscribe first, so nothing after the snapshot is lost.
+                            let (seq, snapshot, rx) = bus.snapshot_frame_and_subscribe();
+                            frames_rx = rx;
+                            last_seq = seq;
+                            bus.metrics().ws_resnapshot();
+                            debug!(missed, seq, "websocket client lagged; sending a fresh snapshot");
+                            sink.feed(Message::Text(snapshot)).await?;
+                        }
+                        Err(RecvError::Closed) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    fed += 1;
+                    if fed < SEND_BATCH {
+                        next = waiting(&mut frames_rx);
+                    }
                 }
-                Err(RecvError::Closed) => break,
-            },
+                sink.flush().await?;
+                wrote = Instant::now();
+                if closed {
+                    break;
+                }
+            }
             msg = stream.next(), if answers.len() < WS_INFLIGHT => {
                 let Some(msg) = msg else { break };
                 heard = Instant::now();
@@ -187,13 +244,23 @@ async fn serve(
                 }
                 sink.send(Message::Ping(Default::default())).await?;
             }
-            () = shutdown.cancelled() => {
+            () = &mut stopping => {
                 let _ = sink.send(Message::Close(None)).await;
                 break;
             }
         }
     }
     Ok(())
+}
+
+/// The next frame already in the receiver, if any, without waiting.
+fn waiting(rx: &mut broadcast::Receiver<Arc<Published>>) -> Option<Result<Arc<Published>, RecvError>> {
+    match rx.try_recv() {
+        Ok(p) => Some(Ok(p)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+    }
 }
 
 /// Parses, submits and answers one inbound text frame.

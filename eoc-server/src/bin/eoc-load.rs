@@ -16,6 +16,12 @@
 //! - **alert**: from the chair's `POST /api/v1/alerts` to each dashboard's
 //!   first frame of that alert.
 //!
+//! With `--peer HOST:PORT` the same dashboards connect to the naive
+//! fan-out peer (`eoc-naive-fanout`) instead, and one phone sends it, at
+//! the same rate, the team-delta frames eoc would publish (eoc's own team
+//! views, read from `--http`, with the new position); the peer stamps each
+//! with its clock, so *delivery* is again the fan-out alone.
+//!
 //! `benches/load.sh` starts mosquitto and the server and runs the
 //! scenarios recorded in BENCHMARKS.md.
 
@@ -33,6 +39,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
 
 /// The same allocator as the server, so the generator takes as little of
 /// the shared cores as it can.
@@ -92,6 +100,12 @@ struct Args {
     /// Seed of the phones' tracks.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Measure the naive fan-out peer at `HOST:PORT` instead of eoc: the
+    /// dashboards connect to it and one phone publishes team deltas to it
+    /// (`--http` still gives the teams; `--server-pid` should be the
+    /// peer's).
+    #[arg(long)]
+    peer: Option<String>,
 }
 
 /// Latencies in microseconds, up to a minute.
@@ -105,11 +119,15 @@ struct Counters {
     sent: AtomicU64,
     acked: AtomicU64,
     deltas: AtomicU64,
+    /// Every text frame the dashboards received.
+    frames: AtomicU64,
 }
 
 struct Shared {
     args: Args,
     teams: Vec<(String, f64, f64)>,
+    /// Each team's view as eoc serves it (the peer's frames are built on it).
+    views: Vec<Value>,
     counters: Counters,
     ingest: Mutex<Histogram<u64>>,
     delivery: Mutex<Histogram<u64>>,
@@ -117,8 +135,13 @@ struct Shared {
     /// Alert id → when it was posted (µs since the epoch).
     alerts_sent: std::sync::Mutex<Vec<(String, i64)>>,
     stop: AtomicBool,
-    /// Set a second after `stop`, when the last deltas have arrived.
-    drained: AtomicBool,
+    /// Cancelled a second after `stop`, when the last deltas have arrived.
+    drained: CancellationToken,
+    /// Makes this run's message ids unique (ms since the epoch at start): a
+    /// server measured twice would drop a repeated id as a duplicate.
+    run_id: i64,
+    /// The largest frame any dashboard received, bytes.
+    largest_frame: AtomicU64,
 }
 
 fn now_us() -> i64 {
@@ -156,10 +179,10 @@ impl Rng {
 
 /// The n-th position of a phone: a walk of a few metres per fix around its
 /// team's base, at the current time.
-fn position(team: &(String, f64, f64), n: u64, rng: &mut Rng) -> Value {
+fn position(team: &(String, f64, f64), run: i64, n: u64, rng: &mut Rng) -> Value {
     let (dlat, dlon) = ((rng.next_f64() - 0.5) * 0.002, (rng.next_f64() - 0.5) * 0.002);
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    json!({"v": 1, "id": format!("load-{}-{n}", team.0), "ts": at, "at": at,
+    json!({"v": 1, "id": format!("load-{run}-{}-{n}", team.0), "ts": at, "at": at,
         "lat": team.1 + dlat, "lon": team.2 + dlon, "accuracy_m": 8.0, "battery_pct": 80.0})
 }
 
@@ -175,6 +198,35 @@ async fn phone(shared: Arc<Shared>, k: usize) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let mut n = 0u64;
+    if let Some(peer) = &args.peer {
+        // The team deltas eoc would publish for these positions.
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{peer}/publish"))
+            .await
+            .context("peer's publish websocket")?;
+        let (mut sink, _stream) = ws.split();
+        let views: Vec<&Value> =
+            shared.views.iter().enumerate().filter(|(i, _)| i % args.phones == k).map(|(_, v)| v).collect();
+        while !shared.stop.load(Ordering::Relaxed) {
+            let i = (n % mine.len() as u64) as usize;
+            let p = position(mine[i], shared.run_id, n, &mut rng);
+            let mut frame = views[i].clone();
+            for field in ["lat", "lon", "accuracy_m", "battery_pct"] {
+                frame[field] = p[field].clone();
+            }
+            frame["position_at"] = p["at"].clone();
+            frame["last_seen"] = p["at"].clone();
+            frame["v"] = json!(1);
+            frame["seq"] = json!(0);
+            frame["server_ts_ms"] = json!(0);
+            frame["type"] = json!("team");
+            sink.send(Message::Text(frame.to_string().into())).await?;
+            n += 1;
+            shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+            shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+            pace(start, n, per_phone).await;
+        }
+        return Ok(());
+    }
     match args.via {
         Via::Mqtt => {
             let (host, port) = args.mqtt.rsplit_once(':').context("--mqtt is HOST:PORT")?;
@@ -203,7 +255,7 @@ async fn phone(shared: Arc<Shared>, k: usize) -> anyhow::Result<()> {
             });
             while !shared.stop.load(Ordering::Relaxed) {
                 let team = mine[(n % mine.len() as u64) as usize];
-                let body = position(team, n, &mut rng).to_string();
+                let body = position(team, shared.run_id, n, &mut rng).to_string();
                 client
                     .publish(format!("eoc/v1/teams/{}/position", team.0), QoS::AtLeastOnce, false, body)
                     .await?;
@@ -228,7 +280,7 @@ async fn phone(shared: Arc<Shared>, k: usize) -> anyhow::Result<()> {
             });
             while !shared.stop.load(Ordering::Relaxed) {
                 let team = mine[(n % mine.len() as u64) as usize];
-                let mut body = position(team, n, &mut rng);
+                let mut body = position(team, shared.run_id, n, &mut rng);
                 body["type"] = json!("team_position");
                 body["team_id"] = json!(team.0);
                 sink.send(Message::Text(body.to_string().into())).await?;
@@ -254,21 +306,42 @@ async fn pace(start: Instant, n: u64, rate: f64) {
 }
 
 /// One dashboard: times every team delta and every alert's first frame.
+///
+/// A thousand of these share the machine with the server they measure, so
+/// each is kept cheap: no timer per frame (one cancellation future for the
+/// whole run), no parse of the frame beyond the few fields timed, counters
+/// added to the shared totals in batches.
 async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result<()> {
-    let url = format!("ws://{}/ws?token={}", shared.args.http, shared.args.token);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.context("dashboard websocket")?;
+    let args = &shared.args;
+    let url = match &args.peer {
+        Some(peer) => format!("ws://{peer}/ws"),
+        None => format!("ws://{}/ws?token={}", args.http, args.token),
+    };
+    // The library's default 128 KiB read buffer is zeroed before every
+    // read: with one read per frame that would cost more than the frame.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .context("dashboard websocket")?;
     let (_sink, mut stream) = ws.split();
     let (mut ingest, mut delivery) = (histogram(), histogram());
     let mut seen_alerts: Vec<String> = Vec::new();
-    let mut counted = false;
+    // eoc's dashboards are ready past their snapshot; the peer sends none.
+    let mut counted = args.peer.is_some();
+    if counted {
+        ready.fetch_add(1, Ordering::Relaxed);
+    }
+    let drained = shared.drained.cancelled();
+    tokio::pin!(drained);
+    let (mut deltas, mut frames, mut largest) = (0u64, 0u64, 0usize);
     loop {
-        if shared.drained.load(Ordering::Relaxed) {
-            break;
-        }
-        let msg = match tokio::time::timeout(Duration::from_millis(250), stream.next()).await {
-            Err(_) => continue,
-            Ok(None) => break,
-            Ok(Some(msg)) => msg?,
+        let msg = tokio::select! {
+            biased;
+            () = &mut drained => break,
+            msg = stream.next() => match msg {
+                None => break,
+                Some(msg) => msg?,
+            },
         };
         let Message::Text(text) = msg else { continue };
         let received = now_us();
@@ -276,12 +349,22 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
             counted = true;
             ready.fetch_add(1, Ordering::Relaxed);
         }
+        frames += 1;
+        if frames % 64 == 0 {
+            shared.counters.frames.fetch_add(64, Ordering::Relaxed);
+            shared.counters.deltas.fetch_add(deltas, Ordering::Relaxed);
+            deltas = 0;
+        }
         // Read only the fields timed, without parsing the whole frame: a
         // thousand dashboards in one process must keep up with the server.
         let text = text.as_str();
-        match string_field(text, "type") {
+        let kind = string_field(text, "type");
+        if kind != Some("snapshot") {
+            largest = largest.max(text.len());
+        }
+        match kind {
             Some("team") => {
-                shared.counters.deltas.fetch_add(1, Ordering::Relaxed);
+                deltas += 1;
                 if let Some(at) = string_field(text, "position_at")
                     .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
                 {
@@ -308,6 +391,9 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
             _ => {}
         }
     }
+    shared.counters.frames.fetch_add(frames % 64, Ordering::Relaxed);
+    shared.largest_frame.fetch_max(largest as u64, Ordering::Relaxed);
+    shared.counters.deltas.fetch_add(deltas, Ordering::Relaxed);
     let _ = shared.ingest.lock().await.add(&ingest);
     let _ = shared.delivery.lock().await.add(&delivery);
     Ok(())
@@ -316,18 +402,29 @@ async fn dashboard(shared: Arc<Shared>, ready: Arc<AtomicU64>) -> anyhow::Result
 /// The text of `"name":"…"` in a JSON object written without spaces (as the
 /// server writes), if present and without escapes.
 fn string_field<'t>(json: &'t str, name: &str) -> Option<&'t str> {
-    let key = format!("\"{name}\":\"");
-    let start = json.find(&key)? + key.len();
-    let len = json[start..].find('"')?;
-    Some(&json[start..start + len])
+    let rest = after_key(json, name)?.strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
 }
 
 /// The integer of `"name":N`.
 fn number_field(json: &str, name: &str) -> Option<i64> {
-    let key = format!("\"{name}\":");
-    let start = json.find(&key)? + key.len();
-    let digits = json[start..].bytes().take_while(|b| b.is_ascii_digit() || *b == b'-').count();
-    json[start..start + digits].parse().ok()
+    let rest = after_key(json, name)?;
+    let digits = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'-').count();
+    rest[..digits].parse().ok()
+}
+
+/// What follows `"name":` in `json` (without building the key).
+fn after_key<'t>(json: &'t str, name: &str) -> Option<&'t str> {
+    let mut from = 0;
+    while let Some(at) = json[from..].find(name) {
+        let start = from + at;
+        let end = start + name.len();
+        if json[..start].ends_with('"') && json[end..].starts_with("\":") {
+            return Some(&json[end + 2..]);
+        }
+        from = end;
+    }
+    None
 }
 
 /// Commands the server applied so far, from its `/metrics`.
@@ -381,22 +478,30 @@ async fn main() -> anyhow::Result<()> {
     if status != 200 {
         bail!("GET /api/v1/teams answered {status}: {body}");
     }
-    let teams: Vec<(String, f64, f64)> = body["teams"]
+    let (teams, views): (Vec<(String, f64, f64)>, Vec<Value>) = body["teams"]
         .as_array()
         .context("no teams")?
         .iter()
-        .filter_map(|t| Some((t["team_id"].as_str()?.to_owned(), t["lat"].as_f64()?, t["lon"].as_f64()?)))
-        .collect();
+        .filter_map(|t| {
+            Some(((t["team_id"].as_str()?.to_owned(), t["lat"].as_f64()?, t["lon"].as_f64()?), t.clone()))
+        })
+        .unzip();
+    if args.peer.is_some() && args.alerts > 0 {
+        bail!("--alerts needs eoc: the peer has no alerts");
+    }
     let shared = Arc::new(Shared {
         args,
         teams,
+        views,
         counters: Counters::default(),
         ingest: Mutex::new(histogram()),
         delivery: Mutex::new(histogram()),
         alert: Mutex::new(histogram()),
         alerts_sent: std::sync::Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
-        drained: AtomicBool::new(false),
+        drained: CancellationToken::new(),
+        run_id: chrono::Utc::now().timestamp_millis(),
+        largest_frame: AtomicU64::new(0),
     });
     let args = &shared.args;
 
@@ -414,17 +519,20 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let usage_before = args.server_pid.and_then(proc_usage);
-    let applied_before = applied(args).await;
+    let applied_before = if args.peer.is_none() { applied(args).await } else { None };
     eprintln!(
-        "eoc-load: {} teams, {} phones via {:?} at {} msg/s, {} dashboards, {} s",
+        "eoc-load: {} teams, {} phones via {} at {} msg/s, {} dashboards, {} s",
         shared.teams.len(),
         args.phones,
-        args.via,
+        args.peer
+            .as_ref()
+            .map_or_else(|| format!("{:?}", args.via), |p| format!("WebSocket to the peer at {p}")),
         if args.rate == 0 { "max".to_owned() } else { args.rate.to_string() },
         args.dashboards,
         args.duration_s
     );
     let started = Instant::now();
+    let run_id = shared.run_id;
     let mut phones = Vec::new();
     for k in 0..args.phones {
         phones.push(tokio::spawn(phone(shared.clone(), k)));
@@ -442,7 +550,9 @@ async fn main() -> anyhow::Result<()> {
         {
             alerts_posted += 1;
             next_alert = Some(at + every);
-            let id = format!("load-eq-{}-{alerts_posted}", args.seed);
+            // Unique per run: a server measured twice would take the same id
+            // as a duplicate and publish nothing.
+            let id = format!("load-eq-{}-{}-{alerts_posted}", args.seed, run_id);
             let body = json!({"v": 1, "id": id, "ts": chrono::Utc::now(), "alert_id": id, "hazard": "earthquake",
                 "urgency": "immediate", "severity": "severe", "certainty": "observed", "status": "exercise",
                 "earthquake": {"lat": 38.56, "lon": 68.78, "depth_km": 10.0, "magnitude": 6.0}});
@@ -478,9 +588,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let usage_after = args.server_pid.and_then(proc_usage);
-    let applied_after = applied(args).await;
+    let applied_after = if args.peer.is_none() { applied(args).await } else { None };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    shared.drained.store(true, Ordering::Relaxed);
+    shared.drained.cancel();
     for b in boards {
         if let Ok(Err(err)) = b.await {
             eprintln!("dashboard: {err:#}");
@@ -497,6 +607,12 @@ async fn main() -> anyhow::Result<()> {
         "delivered {deltas} team deltas to {} dashboards = {:.0} deliveries/s",
         args.dashboards,
         deltas as f64 / elapsed
+    );
+    let frames = c.frames.load(Ordering::Relaxed);
+    println!(
+        "received  {frames} frames of every kind = {:.0} frames/s; the largest delta {} bytes",
+        frames as f64 / elapsed,
+        shared.largest_frame.load(Ordering::Relaxed)
     );
     if let (Some(before), Some(after)) = (applied_before, applied_after) {
         let n = after.saturating_sub(before);

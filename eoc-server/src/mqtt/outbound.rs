@@ -96,15 +96,13 @@ pub fn publications(prefix: &str, published: &Published) -> Vec<Outgoing> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use eoc_protocol::delta::{DeltaFrame, EventView, ExposureRow, ImpactView, TaskTransition};
 
     use super::*;
 
     fn frame(seq: u64, delta: Delta) -> Published {
         let frame = DeltaFrame { v: 1, seq, server_ts_ms: 1_000, delta };
-        let json: Arc<str> = serde_json::to_string(&frame).unwrap().into();
+        let json = serde_json::to_string(&frame).unwrap().into();
         Published { frame, json }
     }
 
