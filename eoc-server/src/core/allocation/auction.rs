@@ -63,7 +63,7 @@ const ESCALATE_EVERY: f64 = 8.0;
 const EPS_MAX: f64 = 32.0;
 
 /// Sites a village lists before it needs to look further.
-const CANDIDATES: usize = 16;
+const CANDIDATES: usize = 8;
 
 /// Work (listed sites looked at by bids) before the auction gives up, and
 /// the exact solver's answer stands. The Tajikistan M7.2 near Rasht (247
@@ -76,7 +76,7 @@ const CANDIDATES: usize = 16;
 const WORK_BUDGET: u64 = 5_000_000;
 
 /// Offers a bid keeps in order in its first pass.
-const TOP: usize = 6;
+const TOP: usize = 3;
 
 /// A village's list grows to this many times the distance it needs.
 const WIDEN_STEP: f64 = 1.1;

@@ -13,7 +13,7 @@
 //! - [`allocate`] solves from scratch by successive shortest paths over the
 //!   sites (see `ssp.rs` for the method and why it is exact while looking
 //!   only at each village's nearest sites). A contended instance of up to
-//!   1,000 demands, one that solver cannot finish in about half a
+//!   1,000 demands, one that solver cannot finish in a fifth of a
 //!   millisecond of work, goes to an auction (`auction.rs`) when everybody
 //!   can be placed: near-optimal (within 1 % in the tests, 0.07 % on the
 //!   Tajikistan M7.2) in a fraction of the time. When room runs out the

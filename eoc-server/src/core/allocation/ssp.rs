@@ -70,10 +70,10 @@ pub(super) const CANDIDATES: usize = 16;
 /// everybody; a warm re-solve spends it before handing over to the auction.
 pub(super) const WORK_BUDGET: u64 = 4_000_000;
 
-/// The budget of the first, exact attempt of [`super::allocate`] (about
-/// half a millisecond): loose instances finish within it; contended ones
+/// The budget of the first, exact attempt of [`super::allocate`] (a fifth
+/// of a millisecond): loose instances finish within it; contended ones
 /// give up without placing the rest and go to the auction.
-pub(super) const QUICK_BUDGET: u64 = 30_000;
+pub(super) const QUICK_BUDGET: u64 = 10_000;
 
 /// Below this many sites with room, greedy placement scans them directly.
 const OPEN_SCAN: usize = 256;
