@@ -273,17 +273,23 @@ mod tests {
         }
     }
 
+    /// 2,000 people for 1,440 places along a valley: every search needs
+    /// augmenting paths.
+    fn tight() -> (Vec<Demand>, Vec<Supply>) {
+        let demands = (0..40)
+            .map(|i| demand(i, p(38.5 + 0.01 * f64::from(i), 69.0 + 0.005 * f64::from(i % 7)), 50))
+            .collect();
+        let supplies = (0..12).map(|j| supply(j, p(38.52 + 0.03 * f64::from(j), 69.01), 120)).collect();
+        (demands, supplies)
+    }
+
     /// A tight instance that needs augmenting paths: once the work budget
     /// is spent, the rest is placed greedily — still within capacity and
     /// range, every person placed or counted short, flagged approximate, and
     /// the next change starts cold.
     #[test]
     fn a_spent_work_budget_falls_back_to_feasible_greedy_placement() {
-        let demands: Vec<Demand> = (0..40)
-            .map(|i| demand(i, p(38.5 + 0.01 * f64::from(i), 69.0 + 0.005 * f64::from(i % 7)), 50))
-            .collect();
-        let supplies: Vec<Supply> =
-            (0..12).map(|j| supply(j, p(38.52 + 0.03 * f64::from(j), 69.01), 120)).collect();
+        let (demands, supplies) = tight();
         let params = AllocParams::default();
         let exact = allocate(&demands, &supplies, &params);
         assert!(!exact.is_approximate());
@@ -305,11 +311,7 @@ mod tests {
     /// the auction would then have to beat.
     #[test]
     fn a_quick_attempt_gives_up_instead_of_guessing() {
-        let demands: Vec<Demand> = (0..40)
-            .map(|i| demand(i, p(38.5 + 0.01 * f64::from(i), 69.0 + 0.005 * f64::from(i % 7)), 50))
-            .collect();
-        let supplies: Vec<Supply> =
-            (0..12).map(|j| supply(j, p(38.52 + 0.03 * f64::from(j), 69.01), 120)).collect();
+        let (demands, supplies) = tight();
         let params = AllocParams::default();
         for budget in [0, 5, 50] {
             let quick =
