@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use eoc_protocol::delta::{DeltaFrame, Snapshot};
 use eoc_protocol::validate::Problems;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::core::engine::{Command, Engine};
 use crate::metrics::{Metrics, Outcome};

@@ -705,7 +705,7 @@ impl Writer {
         for frame in deltas_out.drain(..) {
             json.clear();
             let written = serde_json::to_writer(&mut json, &frame).map_err(|e| e.to_string());
-            let text: axum::extract::ws::Utf8Bytes =
+            let text: tokio_tungstenite::tungstenite::Utf8Bytes =
                 match written.and_then(|()| std::str::from_utf8(&json).map_err(|e| e.to_string())) {
                     Ok(text) => text.to_owned().into(),
                     Err(err) => {

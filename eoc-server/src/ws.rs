@@ -16,23 +16,36 @@
 //! write waits for the rest of that window and goes out with whatever
 //! else arrived, which bounds the wake-ups and writes per client to 100 a
 //! second at the cost of at most that much latency.
+//!
+//! Large frames (a snapshot, an alert's impact) go out as fragments of
+//! [`FRAGMENT_BYTES`]: the WebSocket library copies each outgoing frame into
+//! a per-connection buffer and keeps that buffer's capacity for the life of
+//! the connection, so one whole 500 KB snapshot would stay allocated in
+//! every connection. The handshake is done here rather than by axum's
+//! extractor because axum's messages cannot carry fragments.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use eoc_protocol::messages::Inbound;
 use eoc_protocol::validate::{MAX_MESSAGE_BYTES, Problems};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tracing::{debug, warn};
 
 use crate::access::{Access, Admitted};
@@ -60,6 +73,11 @@ pub const SEND_BATCH: usize = 256;
 /// `MAX_MESSAGE_BYTES`) are read in several reads.
 pub const WS_READ_BUFFER: usize = 8 * 1024;
 
+/// Largest frame written whole, bytes; a longer text message goes out as
+/// fragments of this size. It is also the write buffer's flush threshold, so
+/// a connection's write buffer stays near twice this size whatever it sends.
+pub const FRAGMENT_BYTES: usize = 16 * 1024;
+
 /// The server pings a quiet connection this often, so proxies keep it open
 /// and dead peers are noticed.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
@@ -75,8 +93,21 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Extension(who): Extension<Arc<Principal>>,
     Extension(BearerToken(token)): Extension<BearerToken>,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let accept = match handshake(request.headers()) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal_response(refusal),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        let mut p = Problems::default();
+        p.push(
+            "upgrade_required",
+            "",
+            "this connection cannot be upgraded to a WebSocket (HTTP/1.1 is needed)",
+        );
+        return crate::api::Error::problems(StatusCode::UPGRADE_REQUIRED, p).into_response();
+    };
     let open = state.ws_open.fetch_add(1, Ordering::AcqRel);
     let slot = Slot(state.ws_open.clone());
     if open >= state.max_ws {
@@ -93,22 +124,94 @@ pub async fn upgrade(
     // The token is checked again on every inbound message and every ping,
     // so a revoked token ends the connection within one ping interval and
     // can send nothing at once.
+    tokio::spawn(async move {
+        let _slot = slot;
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                debug!(error = %err, "websocket upgrade failed");
+                return;
+            }
+        };
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config())).await;
+        let bus = state.bus.clone();
+        bus.metrics().ws_client(true);
+        let conn = Conn { bus: &bus, access: &state.access, who, token, coalesce: state.ws_coalesce };
+        if let Err(err) = serve(socket, &conn, &state.shutdown).await {
+            debug!(error = %err, "websocket connection ended");
+        }
+        bus.metrics().ws_client(false);
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The limits of one connection.
+fn config() -> WebSocketConfig {
     // Inbound messages are small: a 128 KiB read buffer per connection (the
     // library's default, zeroed before every read) would cost 128 MB of
     // memory for a thousand dashboards.
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            let bus = state.bus.clone();
-            bus.metrics().ws_client(true);
-            let conn = Conn { bus: &bus, access: &state.access, who, token, coalesce: state.ws_coalesce };
-            if let Err(err) = serve(socket, &conn, &state.shutdown).await {
-                debug!(error = %err, "websocket connection ended");
-            }
-            bus.metrics().ws_client(false);
+        .write_buffer_size(FRAGMENT_BYTES)
+}
+
+/// Why an upgrade request is refused: status, the header at fault, why.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+/// The error response of a refused handshake.
+fn refusal_response((status, field, why): Refusal) -> Response {
+    let code = if status == StatusCode::UPGRADE_REQUIRED { "upgrade_required" } else { "invalid_handshake" };
+    let mut p = Problems::default();
+    p.push(code, field, why);
+    let mut response = crate::api::Error::problems(status, p).into_response();
+    if status == StatusCode::UPGRADE_REQUIRED {
+        response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    response
+}
+
+/// Checks an upgrade request (RFC 6455 §4.2.1) and returns the
+/// `Sec-WebSocket-Accept` value, or why it is refused.
+fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
         })
+    };
+    if !has_token(header::UPGRADE, "websocket") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade",
+            "/ws is a WebSocket: send `Upgrade: websocket`",
+        ));
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "connection",
+            "a WebSocket handshake needs `Connection: upgrade`",
+        ));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "sec-websocket-version",
+            "only WebSocket version 13 is spoken",
+        ));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err((StatusCode::BAD_REQUEST, "sec-websocket-key", "missing"));
+    };
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+        .map_err(|_| (StatusCode::BAD_REQUEST, "sec-websocket-key", "not a valid key"))
 }
 
 /// One open connection's count in `ws_open`, given back when dropped.
@@ -141,15 +244,41 @@ fn error_text(id: Option<&str>, problems: &Problems) -> Utf8Bytes {
     json!({"type": "error", "id": id, "errors": problems.errors}).to_string().into()
 }
 
+/// A connection's socket, as the WebSocket library drives it.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Queues one text message, in fragments of at most [`FRAGMENT_BYTES`]
+/// when it is longer (no copy: each fragment is a slice of the shared
+/// bytes). Nothing is flushed.
+async fn feed_text<S>(sink: &mut S, text: Utf8Bytes) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    if text.len() <= FRAGMENT_BYTES {
+        return sink.feed(Message::Text(text)).await;
+    }
+    let bytes = Bytes::from(text);
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + FRAGMENT_BYTES).min(bytes.len());
+        let opcode = if start == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+        sink.feed(Message::Frame(Frame::message(bytes.slice(start..end), opcode, end == bytes.len())))
+            .await?;
+        start = end;
+    }
+    Ok(())
+}
+
 async fn serve(
-    socket: WebSocket,
+    socket: Socket,
     conn: &Conn<'_>,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<(), axum::Error> {
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let bus = conn.bus;
     let (mut sink, mut stream) = socket.split();
     let (mut last_seq, snapshot, mut frames_rx) = bus.snapshot_frame_and_subscribe();
-    sink.send(Message::Text(snapshot)).await?;
+    feed_text(&mut sink, snapshot).await?;
+    sink.flush().await?;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
@@ -163,7 +292,8 @@ async fn serve(
     loop {
         tokio::select! {
             Some(reply) = answers.next(), if !answers.is_empty() => {
-                sink.send(Message::Text(reply)).await?;
+                feed_text(&mut sink, reply).await?;
+                sink.flush().await?;
             }
             frame = frames_rx.recv() => {
                 // Within the window of the last write, wait for its end so
@@ -187,7 +317,7 @@ async fn serve(
                         Ok(p) if p.frame.seq <= last_seq => {}
                         Ok(p) => {
                             last_seq = p.frame.seq;
-                            sink.feed(Message::Text(p.json.clone())).await?;
+                            feed_text(&mut sink, p.json.clone()).await?;
                         }
                         Err(RecvError::Lagged(missed)) => {
                             // Resubscribe first, so nothing after the snapshot is lost.
@@ -196,7 +326,7 @@ async fn serve(
                             last_seq = seq;
                             bus.metrics().ws_resnapshot();
                             debug!(missed, seq, "websocket client lagged; sending a fresh snapshot");
-                            sink.feed(Message::Text(snapshot)).await?;
+                            feed_text(&mut sink, snapshot).await?;
                         }
                         Err(RecvError::Closed) => {
                             closed = true;
@@ -228,14 +358,15 @@ async fn serve(
                     }
                     Message::Close(_) => break,
                     // Pongs to our pings are automatic; pings from the
-                    // client are answered by the library.
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    // client are answered by the library; reads never
+                    // yield raw frames.
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 }
             }
             _ = ping.tick() => {
                 if let Err(err) = conn.still_valid().await {
                     let reason = err.to_string();
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Policy, reason: reason.into() }))).await;
                     break;
                 }
                 if heard.elapsed() > IDLE_LIMIT {

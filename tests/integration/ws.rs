@@ -141,3 +141,78 @@ async fn answers_come_in_the_order_frames_were_sent() {
     }
     server.stop().await;
 }
+
+/// A snapshot far larger than one WebSocket frame of the server (it sends
+/// long messages in fragments) reaches a standard client whole.
+#[tokio::test]
+async fn a_large_snapshot_arrives_whole() {
+    use eoc_server::core::synthetic::{Shape, world};
+    let dir = data_dir();
+    let shape = Shape { villages: 200, sites: 2_000, teams: 300, clusters: 4, spread_km: 30.0 };
+    let server = Server::start_with(test_config(dir.path()), world(shape, 7)).await;
+    let mut ws = server.ws().await;
+    let Some(tokio_tungstenite::tungstenite::Message::Text(text)) = ws.next_raw().await else {
+        panic!("no snapshot");
+    };
+    assert!(
+        text.len() > 20 * eoc_server::ws::FRAGMENT_BYTES,
+        "the snapshot ({} bytes) should span many fragments",
+        text.len()
+    );
+    let snapshot: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["sites"].as_array().map(Vec::len), Some(2_000));
+    assert_eq!(snapshot["teams"].as_array().map(Vec::len), Some(300));
+    let (_, sites) = server.get("/api/v1/sites").await;
+    let mut from_api: Vec<_> =
+        sites["sites"].as_array().unwrap().iter().map(|s| s["site_id"].clone()).collect();
+    let mut from_ws: Vec<_> =
+        snapshot["sites"].as_array().unwrap().iter().map(|s| s["site_id"].clone()).collect();
+    from_api.sort_by_key(|v| v.to_string());
+    from_ws.sort_by_key(|v| v.to_string());
+    assert_eq!(from_ws, from_api);
+
+    // Deltas after it still arrive, each whole.
+    let pos = message(
+        json!({"type": "team_position", "team_id": snapshot["teams"][0]["team_id"], "lat": 38.53, "lon": 68.73}),
+    );
+    ws.send(&pos).await;
+    let team = ws.until(|f| f["type"] == "team").await;
+    assert_eq!(team["lat"], 38.53);
+    ws.close().await;
+    server.stop().await;
+}
+
+/// `/ws` without a WebSocket handshake is refused with a JSON error naming
+/// the header at fault.
+#[tokio::test]
+async fn a_plain_request_to_ws_is_told_what_is_missing() {
+    let dir = data_dir();
+    let server = Server::start(test_config(dir.path())).await;
+    let auth = server.bearer();
+    let (status, body) = eoc_tests::http(server.addr, "GET", "/ws", None, &[("Authorization", &auth)]).await;
+    assert_eq!(status, 426);
+    assert_eq!(body["field"], "upgrade");
+
+    let old = [
+        ("Authorization", auth.as_str()),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "8"),
+    ];
+    let (status, body) = eoc_tests::http(server.addr, "GET", "/ws", None, &old).await;
+    assert_eq!(status, 426);
+    assert_eq!(body["field"], "sec-websocket-version");
+
+    let keyless = [
+        ("Authorization", auth.as_str()),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    let (status, body) = eoc_tests::http(server.addr, "GET", "/ws", None, &keyless).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "sec-websocket-key");
+    server.stop().await;
+}
