@@ -17,6 +17,11 @@
 //! else arrived, which bounds the wake-ups and writes per client to 100 a
 //! second at the cost of at most that much latency.
 //!
+//! A connection flushes and yields before a large frame when smaller ones
+//! are queued ahead of it, so that a burst such as an alert followed by
+//! its impact puts the alert on every dashboard before the impact is
+//! written to any.
+//!
 //! Large frames (a snapshot, an alert's impact) go out as fragments of
 //! [`FRAGMENT_BYTES`]: the WebSocket library copies each outgoing frame into
 //! a per-connection buffer and keeps that buffer's capacity for the life of
@@ -317,6 +322,16 @@ async fn serve(
                         Ok(p) if p.frame.seq <= last_seq => {}
                         Ok(p) => {
                             last_seq = p.frame.seq;
+                            if p.json.len() > FRAGMENT_BYTES && fed > 0 {
+                                // Small frames before a large one (an alert
+                                // before its impact) go out now, and every
+                                // other connection gets its turn before this
+                                // one writes the large frame: a new alert
+                                // reaches all dashboards before any of them
+                                // receives its 100+ KB impact.
+                                sink.flush().await?;
+                                tokio::task::yield_now().await;
+                            }
                             feed_text(&mut sink, p.json.clone()).await?;
                         }
                         Err(RecvError::Lagged(missed)) => {
