@@ -173,8 +173,11 @@ impl KdTree {
             Node::Split { axis, at, left, right } => {
                 let diff = q[axis as usize] - at;
                 let (near, far) = if diff < 0.0 { (left, right) } else { (right, left) };
-                self.search(near, q, k, worst, out);
-                if diff * diff <= *worst {
+                if self.bounds[near as usize].chord_sq_range(q).0 <= *worst {
+                    self.search(near, q, k, worst, out);
+                }
+                // The far side's box is a tighter bound than its plane.
+                if diff * diff <= *worst && self.bounds[far as usize].chord_sq_range(q).0 <= *worst {
                     self.search(far, q, k, worst, out);
                 }
             }
