@@ -110,8 +110,23 @@ pub fn chord_sq(a: [f64; 3], b: [f64; 3]) -> f64 {
 }
 
 /// Great-circle metres for a squared chord between unit vectors.
+///
+/// Up to about 1,270 km (half-chords below 0.1) the arcsine is its Taylor
+/// series to the 13th power, which is within a few parts in 10¹⁴ of it
+/// (a tenth of a micrometre) and several times cheaper: searches convert
+/// every site they list.
 pub fn chord_sq_to_m(chord_sq: f64) -> f64 {
     let half = (chord_sq.max(0.0).sqrt() / 2.0).min(1.0);
+    if half < 0.1 {
+        let h2 = half * half;
+        // asin x = x (1 + x²/6 + 3x⁴/40 + 5x⁶/112 + 35x⁸/1152 + 63x¹⁰/2816 + 231x¹²/13312 + …)
+        let series = 1.0
+            + h2 * (1.0 / 6.0
+                + h2 * (3.0 / 40.0
+                    + h2 * (5.0 / 112.0
+                        + h2 * (35.0 / 1152.0 + h2 * (63.0 / 2816.0 + h2 * (231.0 / 13312.0))))));
+        return 2.0 * EARTH_RADIUS_M * half * series;
+    }
     2.0 * EARTH_RADIUS_M * half.asin()
 }
 
@@ -176,6 +191,25 @@ mod tests {
         assert_eq!(LatLon::new(0.0, -180.5), Err(CoordError::Lon(-180.5)));
         assert!(LatLon::new(f64::NAN, 0.0).is_err());
         assert!(LatLon::new(0.0, f64::INFINITY).is_err());
+    }
+
+    /// The series branch agrees with the arcsine to a fraction of a
+    /// micrometre everywhere it is used, and the two branches meet.
+    #[test]
+    fn chord_to_metres_matches_the_arcsine() {
+        let exact = |c2: f64| 2.0 * EARTH_RADIUS_M * (c2.sqrt() / 2.0).min(1.0).asin();
+        let mut worst = 0.0f64;
+        for k in 0..=20_000 {
+            // Half-chords from 0 to 0.12, past the switch at 0.1.
+            let half = 0.12 * f64::from(k) / 20_000.0;
+            let c2 = 4.0 * half * half;
+            let err = (chord_sq_to_m(c2) - exact(c2)).abs();
+            worst = worst.max(err / exact(c2).max(1.0));
+            assert!(err < 1e-6, "half-chord {half}: {} vs {}", chord_sq_to_m(c2), exact(c2));
+        }
+        assert!(worst < 1e-13, "relative error {worst}");
+        assert_eq!(chord_sq_to_m(0.0), 0.0);
+        assert_eq!(chord_sq_to_m(4.0), exact(4.0));
     }
 
     #[test]

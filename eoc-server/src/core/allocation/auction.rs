@@ -100,6 +100,9 @@ struct Cands {
     dist_m: Vec<f64>,
     /// Metres to the nearest site in range not listed; infinite if none.
     next_m: f64,
+    /// Every site in range with a squared chord to the village at most
+    /// this is listed, and no other.
+    listed_chord2: f64,
 }
 
 /// The two prices of a site that every village sees: its cheapest unit's,
@@ -150,9 +153,6 @@ struct Auction<'a> {
     max_m: f64,
     max_chord2: f64,
     tree: KdTree,
-    /// Sites marked with `mark` (scratch of `widen`).
-    marked: Vec<u32>,
-    mark: u32,
     knn_buf: Vec<(u32, f64)>,
     cands: Vec<Cands>,
     /// The offers of the bid under way (scratch of `pick`).
@@ -183,22 +183,36 @@ struct Auction<'a> {
 /// total person-distance, or `None` when it cannot (not enough room in
 /// range, or the work budget is spent).
 pub(super) fn solve(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Option<Allocation> {
+    solve_with_tree(demands, supplies, params, KdTree::of_supplies(supplies))
+}
+
+/// [`solve`] with the k-d tree of `supplies` already built
+/// ([`KdTree::of_supplies`]).
+pub(super) fn solve_with_tree(
+    demands: &[Demand],
+    supplies: &[Supply],
+    params: &AllocParams,
+    tree: KdTree,
+) -> Option<Allocation> {
     let need: u64 = demands.iter().map(|d| u64::from(d.persons)).sum();
     let room: u64 = supplies.iter().map(|s| u64::from(s.free)).sum();
     if need == 0 || room < need {
         return None;
     }
-    let mut a = Auction::new(demands, supplies, params)?;
+    let mut a = Auction::new(demands, supplies, params, tree)?;
     a.run()?;
     Some(a.finish())
 }
 
 impl<'a> Auction<'a> {
-    fn new(demands: &'a [Demand], supplies: &'a [Supply], params: &AllocParams) -> Option<Self> {
+    fn new(
+        demands: &'a [Demand],
+        supplies: &'a [Supply],
+        params: &AllocParams,
+        tree: KdTree,
+    ) -> Option<Self> {
         let max_m = if params.max_distance_m.is_nan() { 0.0 } else { params.max_distance_m.max(0.0) };
         let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
-        let tree =
-            KdTree::new(supplies.iter().enumerate().map(|(i, s)| (s.at.to_unit(), i as u32)).collect());
         let tiers = supplies
             .iter()
             .map(|s| {
@@ -212,8 +226,6 @@ impl<'a> Auction<'a> {
             max_m,
             max_chord2,
             tree,
-            marked: vec![0; supplies.len()],
-            mark: 0,
             knn_buf: Vec::new(),
             cands: vec![Cands::default(); demands.len()],
             offers: Vec::new(),
@@ -253,71 +265,74 @@ impl<'a> Auction<'a> {
         Some(a)
     }
 
-    /// Lists the nearest [`CANDIDATES`] sites of village `u`; `next_m` is
-    /// where the rest begin.
+    /// Lists the nearest [`CANDIDATES`] sites of village `u` (fewer when
+    /// the next one ties with the last, more when they all tie); `next_m`
+    /// is where the rest begin.
     fn list_first(&mut self, u: u32) {
         let q = self.demands[u as usize].at.to_unit();
-        self.tree.nearest(q, CANDIDATES + 1, self.max_chord2, &mut self.knn_buf);
+        let cands = CANDIDATES;
+        self.tree.nearest(q, cands + 1, self.max_chord2, &mut self.knn_buf);
+        let (listed_chord2, next_m) = if self.knn_buf.len() <= cands {
+            (self.max_chord2, f64::INFINITY)
+        } else {
+            // Sites as near as the first one left out stay out with it,
+            // so that the list is a whole disc.
+            let beyond = self.knn_buf[cands].1;
+            self.knn_buf.truncate(cands);
+            while self.knn_buf.last().is_some_and(|&(_, c2)| c2 >= beyond) {
+                self.knn_buf.pop();
+            }
+            if self.knn_buf.is_empty() {
+                // More than CANDIDATES sites at one distance: all of them.
+                self.tree.within_ring(q, -1.0, beyond, &mut self.knn_buf);
+                self.knn_buf.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                (beyond, chord_sq_to_m(beyond))
+            } else {
+                (self.knn_buf.last().map_or(0.0, |&(_, c2)| c2), chord_sq_to_m(beyond))
+            }
+        };
         let c = &mut self.cands[u as usize];
-        c.next_m = f64::INFINITY;
+        c.sites.clear();
+        c.dist_m.clear();
         for &(t, c2) in &self.knn_buf {
             let d = chord_sq_to_m(c2);
-            if d > self.max_m {
-                continue;
+            if d <= self.max_m {
+                c.sites.push(t);
+                c.dist_m.push(d);
             }
-            if c.sites.len() == CANDIDATES {
-                // Rounding between chord and great-circle order is far
-                // below a millimetre; the slack keeps the bound a bound.
-                c.next_m = d - 1e-6;
-                break;
-            }
-            c.sites.push(t);
-            c.dist_m.push(d);
         }
+        c.listed_chord2 = listed_chord2;
+        // Rounding between chord and great-circle order is far below a
+        // millimetre; the slack keeps the bound a bound.
+        c.next_m = next_m - 1e-6;
     }
 
-    /// Lists every site within `radius_m` of village `u` (at least twice
-    /// as far as before, at most the distance limit) that it had not
-    /// listed.
+    /// Lists every site within `radius_m` of village `u` (at least
+    /// [`WIDEN_STEP`] times as far as the list reached, at most the
+    /// distance limit) that it had not listed, nearest first.
     fn widen(&mut self, u: u32, radius_m: f64) {
-        let radius_m = radius_m.max(self.cands[u as usize].next_m) * WIDEN_STEP;
+        let c = &mut self.cands[u as usize];
+        // At least a metre further, so that every widening makes headway
+        // even where many sites share the village's spot.
+        let radius_m = radius_m.max(c.next_m).max(1.0) * WIDEN_STEP;
         let (chord2, next_m) = if radius_m >= self.max_m {
             (self.max_chord2, f64::INFINITY)
         } else {
             (m_to_chord_sq(radius_m), radius_m)
         };
-        self.mark = self.mark.wrapping_add(1);
-        if self.mark == 0 {
-            self.marked.fill(0);
-            self.mark = 1;
-        }
-        let c = &mut self.cands[u as usize];
-        for &t in &c.sites {
-            self.marked[t as usize] = self.mark;
-        }
         let q = self.demands[u as usize].at.to_unit();
-        self.tree.within(q, chord2, &mut self.knn_buf);
-        let first_new = c.sites.len();
-        for &(t, c2) in &self.knn_buf {
-            if self.marked[t as usize] == self.mark {
-                continue;
-            }
-            let d = chord_sq_to_m(c2);
-            if d > self.max_m {
-                continue;
-            }
-            c.sites.push(t);
-            c.dist_m.push(d);
-        }
+        self.tree.within_ring(q, c.listed_chord2, chord2, &mut self.knn_buf);
         // Nearest first within the new ring, so that a bid's scan meets
         // the likelier sites early.
-        let mut ring: Vec<(f64, u32)> =
-            c.dist_m[first_new..].iter().copied().zip(c.sites[first_new..].iter().copied()).collect();
-        ring.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        for (k, (d, t)) in ring.into_iter().enumerate() {
-            c.dist_m[first_new + k] = d;
-            c.sites[first_new + k] = t;
+        self.knn_buf.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        for &(t, c2) in &self.knn_buf {
+            let d = chord_sq_to_m(c2);
+            if d <= self.max_m {
+                c.sites.push(t);
+                c.dist_m.push(d);
+            }
         }
+        c.listed_chord2 = c.listed_chord2.max(chord2);
         // A site just beyond the radius may round inside it: the slack
         // keeps `next_m` a bound.
         c.next_m = next_m - 1e-6;
@@ -381,8 +396,14 @@ impl<'a> Auction<'a> {
     /// The `keep` cheapest offers of the sites `u` has listed, in order,
     /// into `offers`; whether they are all of them.
     fn cheapest_offers(&mut self, u: u32, keep: usize, offers: &mut Vec<Offer>) -> bool {
+        // `keep` slots, the empty ones infinitely dear, so that the dearest
+        // kept is always the last slot and a new offer only shifts.
+        const EMPTY: Offer = Offer { value: f64::INFINITY, dist: f64::INFINITY, site: u32::MAX };
         offers.clear();
+        offers.resize(keep, EMPTY);
         let c = &self.cands[u as usize];
+        let floors = &self.floors;
+        let mut dearest = f64::INFINITY;
         let mut scanned = 0usize;
         let mut more = false;
         for (&t, &d) in c.sites.iter().zip(&c.dist_m) {
@@ -390,32 +411,29 @@ impl<'a> Auction<'a> {
             // and a unit costs at least its distance: once the sites are
             // further than the dearest offer kept, none of the rest can
             // enter.
-            if offers.len() == keep && d > offers[keep - 1].value + 1e-3 {
+            if d > dearest + 1e-3 {
                 more = true;
                 break;
             }
             scanned += 1;
-            let p = self.floors[t as usize].for_village(u);
-            if p == f64::INFINITY {
+            let value = d + floors[t as usize].for_village(u);
+            if value >= dearest {
+                // Dearer than every offer kept (or no unit here for `u`).
+                more |= value != f64::INFINITY;
                 continue;
             }
-            let value = d + p;
-            if offers.len() == keep {
-                if value >= offers[keep - 1].value {
-                    more = true;
-                    continue;
-                }
-                offers.pop();
-                more = true;
-            }
-            let mut i = offers.len();
-            offers.push(Offer { value, dist: d, site: t });
+            // An offer falls off the end if the slots were full.
+            more |= dearest != f64::INFINITY;
+            let mut i = keep - 1;
             while i > 0 && offers[i - 1].value > value {
                 offers[i] = offers[i - 1];
                 i -= 1;
             }
             offers[i] = Offer { value, dist: d, site: t };
+            dearest = offers[keep - 1].value;
         }
+        let kept = offers.partition_point(|o| o.value != f64::INFINITY);
+        offers.truncate(kept);
         self.work += scanned as u64;
         !more
     }
@@ -667,7 +685,7 @@ mod tests {
     fn the_price_certificate_is_a_true_lower_bound() {
         let (demands, supplies) = contended();
         let params = AllocParams::default();
-        let mut a = Auction::new(&demands, &supplies, &params).unwrap();
+        let mut a = Auction::new(&demands, &supplies, &params, KdTree::of_supplies(&supplies)).unwrap();
         a.run().unwrap();
         let bound = a.gap_bound_m();
         let got = a.finish().person_m();

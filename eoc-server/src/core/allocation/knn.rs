@@ -19,17 +19,46 @@ enum Node {
     Split { axis: u8, at: f64, left: u32, right: u32 },
 }
 
+/// The bounding box of a node's points, per axis.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    min: [f64; 3],
+    max: [f64; 3],
+}
+
+impl Bounds {
+    /// The least and the greatest squared chord from `q` to any point in
+    /// the box. Rounding is monotone, so a point inside the box never
+    /// computes (by [`chord_sq`]) a squared chord outside these two.
+    fn chord_sq_range(&self, q: [f64; 3]) -> (f64, f64) {
+        let (mut near, mut far) = (0.0, 0.0);
+        for ((&min, &max), &qa) in self.min.iter().zip(&self.max).zip(&q) {
+            let (lo, hi) = (min - qa, max - qa);
+            let (lo2, hi2) = (lo * lo, hi * hi);
+            far += lo2.max(hi2);
+            if lo > 0.0 {
+                near += lo2;
+            } else if hi < 0.0 {
+                near += hi2;
+            }
+        }
+        (near, far)
+    }
+}
+
 /// Sites as unit vectors, with their positions in the supply slice.
 #[derive(Debug, Clone, Default)]
 pub(super) struct KdTree {
     points: Vec<([f64; 3], u32)>,
     nodes: Vec<Node>,
+    /// Per node, the box of its points.
+    bounds: Vec<Bounds>,
 }
 
 impl KdTree {
     /// Builds the tree over `(unit vector, key)` pairs.
     pub(super) fn new(points: Vec<([f64; 3], u32)>) -> Self {
-        let mut tree = KdTree { points, nodes: Vec::new() };
+        let mut tree = KdTree { points, nodes: Vec::new(), bounds: Vec::new() };
         if !tree.points.is_empty() {
             let n = tree.points.len();
             tree.build(0, n);
@@ -37,13 +66,13 @@ impl KdTree {
         tree
     }
 
+    /// The tree over the sites of `supplies`, keyed by position in it.
+    pub(super) fn of_supplies(supplies: &[super::Supply]) -> Self {
+        KdTree::new(supplies.iter().enumerate().map(|(i, s)| (s.at.to_unit(), i as u32)).collect())
+    }
+
     fn build(&mut self, lo: usize, hi: usize) -> u32 {
         let id = self.nodes.len() as u32;
-        if hi - lo <= LEAF_SIZE {
-            self.nodes.push(Node::Leaf { lo: lo as u32, hi: hi as u32 });
-            return id;
-        }
-        // Split on the axis of largest spread, at the median.
         let mut min = [f64::INFINITY; 3];
         let mut max = [f64::NEG_INFINITY; 3];
         for (p, _) in &self.points[lo..hi] {
@@ -52,6 +81,12 @@ impl KdTree {
                 max[a] = max[a].max(p[a]);
             }
         }
+        self.bounds.push(Bounds { min, max });
+        if hi - lo <= LEAF_SIZE {
+            self.nodes.push(Node::Leaf { lo: lo as u32, hi: hi as u32 });
+            return id;
+        }
+        // Split on the axis of largest spread, at the median.
         let axis = (0..3).max_by(|&a, &b| (max[a] - min[a]).total_cmp(&(max[b] - min[b]))).unwrap_or(0);
         let mid = lo + (hi - lo) / 2;
         self.points[lo..hi].select_nth_unstable_by(mid - lo, |x, y| x.0[axis].total_cmp(&y.0[axis]));
@@ -74,33 +109,41 @@ impl KdTree {
         self.search(0, q, k, &mut worst, out);
     }
 
-    /// Every point with squared chord to `q` at most `max_chord2`, in no
-    /// particular order, as `(key, squared chord)` in `out`.
-    pub(super) fn within(&self, q: [f64; 3], max_chord2: f64, out: &mut Vec<(u32, f64)>) {
+    /// Every point with squared chord to `q` above `inner_chord2` and at
+    /// most `outer_chord2`, in no particular order, as `(key, squared
+    /// chord)` in `out`: the ring a widening search adds to what it had.
+    /// Nodes wholly inside the inner disc are skipped without looking at
+    /// their points.
+    pub(super) fn within_ring(
+        &self,
+        q: [f64; 3],
+        inner_chord2: f64,
+        outer_chord2: f64,
+        out: &mut Vec<(u32, f64)>,
+    ) {
         out.clear();
         if !self.nodes.is_empty() {
-            self.gather(0, q, max_chord2, out);
+            self.gather_ring(0, q, inner_chord2, outer_chord2, out);
         }
     }
 
-    fn gather(&self, node: u32, q: [f64; 3], max_chord2: f64, out: &mut Vec<(u32, f64)>) {
+    fn gather_ring(&self, node: u32, q: [f64; 3], inner: f64, outer: f64, out: &mut Vec<(u32, f64)>) {
+        let (near, far) = self.bounds[node as usize].chord_sq_range(q);
+        if near > outer || far <= inner {
+            return;
+        }
         match self.nodes[node as usize] {
             Node::Leaf { lo, hi } => {
                 for &(p, key) in &self.points[lo as usize..hi as usize] {
                     let d2 = chord_sq(p, q);
-                    if d2 <= max_chord2 {
+                    if d2 > inner && d2 <= outer {
                         out.push((key, d2));
                     }
                 }
             }
-            Node::Split { axis, at, left, right } => {
-                let diff = q[axis as usize] - at;
-                if diff < 0.0 || diff * diff <= max_chord2 {
-                    self.gather(left, q, max_chord2, out);
-                }
-                if diff >= 0.0 || diff * diff <= max_chord2 {
-                    self.gather(right, q, max_chord2, out);
-                }
+            Node::Split { left, right, .. } => {
+                self.gather_ring(left, q, inner, outer, out);
+                self.gather_ring(right, q, inner, outer, out);
             }
         }
     }
@@ -130,8 +173,11 @@ impl KdTree {
             Node::Split { axis, at, left, right } => {
                 let diff = q[axis as usize] - at;
                 let (near, far) = if diff < 0.0 { (left, right) } else { (right, left) };
-                self.search(near, q, k, worst, out);
-                if diff * diff <= *worst {
+                if self.bounds[near as usize].chord_sq_range(q).0 <= *worst {
+                    self.search(near, q, k, worst, out);
+                }
+                // The far side's box is a tighter bound than its plane.
+                if diff * diff <= *worst && self.bounds[far as usize].chord_sq_range(q).0 <= *worst {
                     self.search(far, q, k, worst, out);
                 }
             }
@@ -171,21 +217,30 @@ mod tests {
         }
 
         #[test]
-        fn within_equals_brute_force(
-            pts in prop::collection::vec((-60.0f64..60.0, -180.0f64..180.0), 0..120),
+        fn within_ring_equals_brute_force(
+            pts in prop::collection::vec((-60.0f64..60.0, -180.0f64..180.0), 0..200),
             q in (-60.0f64..60.0, -180.0f64..180.0),
-            max_chord2 in 0.0f64..4.0,
+            inner_chord2 in 0.0f64..2.0,
+            width in 0.0f64..2.0,
+            at_a_point in any::<prop::sample::Index>(),
         ) {
             let unit = |(lat, lon): (f64, f64)| LatLon::new(lat, lon).unwrap().to_unit();
             let points: Vec<([f64; 3], u32)> = pts.iter().enumerate().map(|(i, &p)| (unit(p), i as u32)).collect();
             let tree = KdTree::new(points.clone());
+            // Half the time the inner radius is exactly a point's squared
+            // chord: that point is outside the ring, its equals too.
+            let inner_chord2 = match points.get(at_a_point.index(points.len().max(1))) {
+                Some(&(p, _)) if width < 1.0 => chord_sq(p, unit(q)),
+                _ => inner_chord2,
+            };
+            let outer_chord2 = inner_chord2 + width;
             let mut got = Vec::new();
-            tree.within(unit(q), max_chord2, &mut got);
+            tree.within_ring(unit(q), inner_chord2, outer_chord2, &mut got);
             got.sort_by_key(|&(key, _)| key);
             let want: Vec<(u32, f64)> = points
                 .iter()
                 .map(|&(p, key)| (key, chord_sq(p, unit(q))))
-                .filter(|&(_, d2)| d2 <= max_chord2)
+                .filter(|&(_, d2)| d2 > inner_chord2 && d2 <= outer_chord2)
                 .collect();
             prop_assert_eq!(got, want);
         }

@@ -221,8 +221,7 @@ impl<'a> Solver<'a> {
         // A hair of slack on the chord so sites exactly at the limit are not
         // lost to rounding; the great-circle check follows.
         let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
-        let tree =
-            KdTree::new(supplies.iter().enumerate().map(|(i, s)| (s.at.to_unit(), i as u32)).collect());
+        let tree = KdTree::of_supplies(supplies);
         let (n, m) = (demands.len(), supplies.len());
         Solver {
             demands,
@@ -266,17 +265,18 @@ impl<'a> Solver<'a> {
         self
     }
 
-    /// An exact solve from an empty flow within the work budget, or `None`
-    /// as soon as the budget runs out.
-    pub(super) fn solve_within_budget(mut self) -> Option<Allocation> {
+    /// An exact solve from an empty flow within the work budget, or, as
+    /// soon as the budget runs out, the k-d tree of the sites for whatever
+    /// solves next.
+    pub(super) fn solve_within_budget(mut self) -> Result<Allocation, KdTree> {
         self.greedy_after_budget = false;
         for i in 0..self.demands.len() {
             self.serve(i as u32);
             if self.exhausted {
-                return None;
+                return Err(self.tree);
             }
         }
-        Some(self.finish())
+        Ok(self.finish())
     }
 
     /// Serves every demand in priority order from an empty flow.
