@@ -6,7 +6,7 @@
 # eoc-load playing phones, dashboards and a chair.
 #
 #   bash benches/load.sh                # every scenario
-#   bash benches/load.sh ingest-mqtt    # one of: ingest-mqtt ingest-ws fanout fanout-peer
+#   bash benches/load.sh ingest-mqtt    # one of: ingest-mqtt ingest-ws fanout fanout-peer nearest-peer
 #   LOAD_SECONDS=30 bash benches/load.sh # longer runs (default 15 s each)
 #   LOAD_RATE=40000 bash benches/load.sh ingest-mqtt  # a set rate instead of as fast as possible
 #
@@ -15,6 +15,14 @@
 # run, at each rate of LOAD_RATES (default "100 250 500" positions/s), and
 # ends with a table of both and their ratio:
 #   LOAD_RATES="250" LOAD_DASHBOARDS=1000 bash benches/load.sh fanout-peer
+#
+# `nearest-peer` measures nearest-site queries over HTTP (50 keep-alive
+# connections, k = 1 and 10) against Redis GEOSEARCH on the same sites and
+# query points (`eoc-load nearest`), LOAD_RUNS times (default 3), and ends
+# with the median of each row. It needs no broker: run alone, the server
+# starts with --no-mqtt. Redis is REDIS (default 127.0.0.1:6379); the run
+# adds one key and deletes it.
+#   LOAD_SECONDS=10 bash benches/load.sh nearest-peer
 #
 # Per-identity rate limits are lifted for the run (the load comes from a
 # handful of identities); everything else is the shipped configuration.
@@ -45,29 +53,39 @@ DATA=$WORK/data
 CHAIR=$("$BIN/eoc-server" user add load-chair --role chair --data "$DATA" 2>/dev/null)
 OPERATOR=$("$BIN/eoc-server" user add load-op --role operator --data "$DATA" 2>/dev/null)
 
-mkdir -p "$WORK/mosquitto"
-sed -e "s|^listener .*|listener $MQTT_PORT 127.0.0.1|" \
-    -e "s|^password_file .*|password_file $DATA/mosquitto/passwd|" \
-    -e "s|^acl_file .*|acl_file $DATA/mosquitto/acl|" \
-    -e "s|^persistence_location .*|persistence_location $WORK/mosquitto/|" \
-    -e "s|^log_dest .*|log_dest file $WORK/mosquitto.log|" \
-    config/mosquitto/eoc.conf > "$WORK/mosquitto.conf"
-echo "user $(id -un)" >> "$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" &
-PIDS+=($!)
+# Only the nearest-query comparison runs without a broker.
+NEED_MQTT=0
+for s in $SCENARIOS; do [ "$s" = nearest-peer ] || NEED_MQTT=1; done
+if [ "$NEED_MQTT" = 1 ]; then
+  mkdir -p "$WORK/mosquitto"
+  sed -e "s|^listener .*|listener $MQTT_PORT 127.0.0.1|" \
+      -e "s|^password_file .*|password_file $DATA/mosquitto/passwd|" \
+      -e "s|^acl_file .*|acl_file $DATA/mosquitto/acl|" \
+      -e "s|^persistence_location .*|persistence_location $WORK/mosquitto/|" \
+      -e "s|^log_dest .*|log_dest file $WORK/mosquitto.log|" \
+      config/mosquitto/eoc.conf > "$WORK/mosquitto.conf"
+  echo "user $(id -un)" >> "$WORK/mosquitto.conf"
+  mosquitto -c "$WORK/mosquitto.conf" &
+  PIDS+=($!)
+  MQTT_ARGS=(--mqtt "mqtt://127.0.0.1:$MQTT_PORT")
+  READY='"state":"connected"'
+else
+  MQTT_ARGS=(--no-mqtt)
+  READY='"ready":true'
+fi
 
 EOC_ACCESS__RESPONDER_PER_S=10000000 EOC_ACCESS__OPERATOR_PER_S=10000000 \
-  "$BIN/eoc-server" run --data "$DATA" --http "127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
+  "$BIN/eoc-server" run --data "$DATA" --http "127.0.0.1:$HTTP_PORT" "${MQTT_ARGS[@]}" \
   2> "$WORK/server.log" &
 SERVER=$!
 PIDS+=("$SERVER")
 
 for _ in $(seq 1 300); do
-  if curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" | grep -q '"state":"connected"'; then break; fi
+  if curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" | grep -q "$READY"; then break; fi
   sleep 0.1
 done
-curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" | grep -q '"state":"connected"' || {
-  echo "the server did not become ready with its broker connected:" >&2
+curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" | grep -q "$READY" || {
+  echo "the server did not become ready (with its broker connected, if any):" >&2
   tail -20 "$WORK/server.log" >&2
   exit 1
 }
@@ -75,7 +93,8 @@ GENERATOR=("$BIN/eoc-load" --http "127.0.0.1:$HTTP_PORT" --token "$CHAIR" --mqtt
       --mqtt-user load-op --mqtt-password "$OPERATOR" --duration-s "$DURATION")
 LOAD=("${GENERATOR[@]}" --server-pid "$SERVER")
 
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(mosquitto -h | head -1)"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $("$BIN/eoc-server" --version)"
+if [ "$NEED_MQTT" = 1 ]; then echo "$(mosquitto -h | head -1)"; fi
 
 # One fan-out run; its report is kept in $WORK/run-$1 for the summary.
 fanout_run() {
@@ -131,6 +150,39 @@ for s in $SCENARIOS; do
           'function r(x, y) { return y > 0 ? sprintf("%.2f×", x / y) : "-" }
            BEGIN {printf "| %s | eoc/peer | %s | | %s | | | %s | | |\n", "'"$rate"'", r(a, b), r(c, d), r(e, f)}'
       done ;;
+    nearest-peer)
+      RUNS=${LOAD_RUNS:-3}
+      echo "== nearest sites: eoc over HTTP against Redis GEOSEARCH, 50 connections each, ${DURATION} s per row, $RUNS runs"
+      for run in $(seq 1 "$RUNS"); do
+        echo "-- run $run (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+        "${GENERATOR[@]}" --server-pid "$SERVER" nearest --redis "${REDIS:-127.0.0.1:6379}" | tee "$WORK/nearest-$run"
+      done
+      echo "== medians of $RUNS runs"
+      python3 - "$WORK"/nearest-* <<'PY'
+import statistics, sys
+rows = {}
+for path in sys.argv[1:]:
+    for line in open(path):
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 10 and cells[0].isdigit():
+            rows.setdefault((cells[0], cells[1]), []).append(cells[2:])
+print("| k | server and query | q/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU | generator CPU |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+med = {}
+for (k, what), runs in rows.items():
+    cols = []
+    for i in range(7):
+        values = [float(r[i].split()[0]) for r in runs if r[i].split()[0] not in ("–", "-")]
+        cols.append(statistics.median(values) if values else float("nan"))
+    med[(k, what)] = cols
+    print(f"| {k} | {what} | {cols[0]:.0f} | {cols[1]:.2f} | {cols[2]:.2f} | {cols[3]:.2f} | {cols[4]:.2f} | {cols[5]:.0f} % | {cols[6]:.0f} % |")
+for (k, what), cols in med.items():
+    if what.startswith("eoc"):
+        for (k2, other), ocols in med.items():
+            if k2 == k and other.startswith("Redis"):
+                print(f"k = {k}: eoc / {other}: {cols[0] / ocols[0]:.2f}x q/s; p99 {cols[2]:.2f} ms against {ocols[2]:.2f} ms")
+PY
+      ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

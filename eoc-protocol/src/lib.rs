@@ -7,6 +7,7 @@
 //! - [`messages`]: inbound messages, one struct per MQTT topic / HTTP endpoint,
 //!   each with version, unique id and timestamp ([`messages::Envelope`]).
 //! - [`delta`]: what the server publishes: snapshots and ordered deltas.
+//! - [`query`]: answers to the nearest-site and nearest-team queries.
 //! - [`validate`]: every problem of a message, each with its field path and reason.
 //! - [`scenario`]: the record types of scenario files (villages, sites, teams).
 //! - [`owntracks`], [`osmand`]: the phone apps' own payloads, read into eoc
@@ -26,6 +27,7 @@ pub mod geometry;
 pub mod messages;
 pub mod osmand;
 pub mod owntracks;
+pub mod query;
 pub mod scenario;
 pub mod schema;
 pub mod types;

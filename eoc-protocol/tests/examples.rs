@@ -12,6 +12,7 @@ use eoc_protocol::messages::{
     AlertMsg, Inbound, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
 };
 use eoc_protocol::owntracks::{self, OwnTracks};
+use eoc_protocol::query::{NearestSites, NearestTeams};
 use eoc_protocol::validate::{Problems, Validate, parse};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -111,6 +112,13 @@ fn protocol_md_other_blocks_are_what_they_claim() {
                 panic!()
             };
             assert_eq!(owntracks::set_waypoints_cmd(&[w]), shown);
+        } else if body.starts_with("{ \"sites\"") {
+            let answer: NearestSites<'_> = serde_json::from_str(&body).unwrap();
+            let site = &answer.sites[0];
+            assert_eq!(site.free, site.capacity - site.occupancy - site.allocated, "{body}");
+        } else if body.starts_with("{ \"teams\"") {
+            let answer: NearestTeams<'_> = serde_json::from_str(&body).unwrap();
+            assert!(!answer.teams[0].skills.is_empty(), "{body}");
         } else if body.trim_start().starts_with("{\n  \"errors\"") {
             let p: Problems = serde_json::from_str(&body).unwrap();
             assert!(!p.errors.is_empty());
@@ -123,5 +131,8 @@ fn protocol_md_other_blocks_are_what_they_claim() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 3, "the waypoints command, the error body and the websocket answers");
+    assert_eq!(
+        checked, 5,
+        "the waypoints command, the nearest sites and teams, the error body and the websocket answers"
+    );
 }

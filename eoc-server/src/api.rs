@@ -394,6 +394,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(me))
         .route("/audit", get(audit))
         .merge(crate::cap_api::routes())
+        .merge(crate::nearest_api::routes())
         .fallback(|| async { Error::not_found("", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), audit_refusals));
     let gated = Router::new()

@@ -9,7 +9,8 @@
 //!   shared source data.
 //! - [`bus`], [`writer`], [`journal`]: the one writer that journals, applies
 //!   and publishes; the handle edges use to reach it.
-//! - [`api`], [`ws`]: the HTTP and WebSocket edges; [`cap_api`]: CAP alerts
+//! - [`api`], [`ws`]: the HTTP and WebSocket edges; [`nearest_api`]: the
+//!   nearest-site and nearest-team queries; [`cap_api`]: CAP alerts
 //!   in (HTTP, MQTT) and out (`.cap` documents, Atom feed); [`dashboard`]: the
 //!   operators' page at `/`; [`metrics`], [`shutdown`],
 //!   [`config`]: operations. [`run`] wires them together.
@@ -32,6 +33,7 @@ pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod mqtt;
+pub mod nearest_api;
 pub mod phones;
 pub mod scenario;
 pub mod shutdown;

@@ -9,6 +9,7 @@ mod cap;
 mod durability;
 mod http;
 mod mqtt;
+mod nearest;
 mod ops;
 mod phones;
 mod writer;

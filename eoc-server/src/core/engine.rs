@@ -327,6 +327,13 @@ impl Engine {
         self.site_allocated[s.get()]
     }
 
+    /// Places left at a site for new arrivals: capacity − occupancy −
+    /// allocated for an open site, 0 for a closed or full one (the room
+    /// allocation itself works with).
+    pub fn site_free(&self, s: SiteIdx) -> u32 {
+        self.world.site(s).free().saturating_sub(self.site_allocated[s.get()])
+    }
+
     /// Applies one command at time `now_ms` on behalf of `by` (an identity,
     /// recorded in the state). On error nothing has changed.
     pub fn apply(&mut self, cmd: &Command, by: &str, now_ms: i64) -> Result<Vec<Delta>, Problems> {

@@ -22,6 +22,9 @@
 //! views, read from `--http`, with the new position); the peer stamps each
 //! with its clock, so *delivery* is again the fan-out alone.
 //!
+//! `eoc-load nearest` instead measures nearest-site queries over HTTP
+//! against Redis `GEOSEARCH` on the same points (see `nearest.rs`).
+//!
 //! `benches/load.sh` starts mosquitto and the server and runs the
 //! scenarios recorded in BENCHMARKS.md.
 
@@ -41,6 +44,8 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
+
+mod nearest;
 
 /// The same allocator as the server, so the generator takes as little of
 /// the shared cores as it can.
@@ -106,6 +111,17 @@ struct Args {
     /// peer's).
     #[arg(long)]
     peer: Option<String>,
+    /// Another measurement instead of phones and dashboards.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Measurements other than the default phones-and-dashboards run.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Nearest-site queries over HTTP against eoc and `GEOSEARCH` against
+    /// Redis, on the same points, in one run.
+    Nearest(nearest::NearestArgs),
 }
 
 /// Latencies in microseconds, up to a minute.
@@ -471,6 +487,16 @@ fn line(name: &str, h: &Histogram<u64>) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Nearest(nearest)) = &args.command {
+        let setup = nearest::Setup {
+            http: &args.http,
+            token: &args.token,
+            duration_s: args.duration_s,
+            seed: args.seed,
+            server_pid: args.server_pid,
+        };
+        return nearest::run(setup, nearest).await;
+    }
     if args.phones == 0 {
         bail!("--phones must be at least 1");
     }

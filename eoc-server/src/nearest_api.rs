@@ -1,0 +1,317 @@
+//! `GET /api/v1/sites/nearest` and `GET /api/v1/teams/nearest`: the `k`
+//! nearest open sites with room, or the nearest teams (with a skill, only
+//! available ones), from a point.
+//!
+//! Every role may ask, as for `GET /api/v1/sites` and `/teams`. The query
+//! string is read by hand so that each bad parameter gets the API's JSON
+//! error naming it (axum's `Query` answers plain text). The answer is
+//! built from the engine under the shared read lock and serialised there,
+//! borrowing names and ids rather than copying them.
+
+use std::borrow::Cow;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use eoc_protocol::query::{NearestSite, NearestSites, NearestTeam, NearestTeams};
+use eoc_protocol::types::Skill;
+
+use crate::api::{AppState, Error};
+use crate::core::geo::LatLon;
+use crate::core::nearest::{SiteQuery, TeamQuery, nearest_sites, nearest_teams};
+
+/// Most results one query returns: enough for any operator's list, and it
+/// bounds the work and the answer (about 200 bytes per site).
+pub const MAX_K: usize = 100;
+
+/// Results when `k` is not given.
+pub const DEFAULT_K: usize = 5;
+
+/// Largest `radius_m`: half the Earth's circumference (≈ 20,015 km) covers
+/// the whole globe, so a larger radius is a mistake.
+pub const MAX_RADIUS_M: f64 = 20_100_000.0;
+
+/// Largest `room`: more than any site holds.
+pub const MAX_ROOM: u32 = 1_000_000;
+
+/// The nearest-query routes, merged into `/api/v1`. Static segments win
+/// over `/sites/{id}` and `/teams/{id}` in axum's router.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sites/nearest", get(sites)).route("/teams/nearest", get(teams))
+}
+
+/// `GET /api/v1/sites/nearest?lat=&lon=[&k=5][&room=1][&radius_m=][&include_closed=false]`.
+async fn sites(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, Error> {
+    let q = site_query(query.as_deref().unwrap_or(""))?;
+    let body = state.bus.read(|e| {
+        let sites = nearest_sites(e, &q)
+            .map(|(s, distance_m)| {
+                let site = e.world().site(s);
+                NearestSite {
+                    site_id: Cow::Borrowed(site.id.as_str()),
+                    name: Cow::Borrowed(site.name.as_str()),
+                    lat: site.at.lat(),
+                    lon: site.at.lon(),
+                    distance_m,
+                    capacity: site.capacity,
+                    occupancy: site.occupancy,
+                    allocated: e.site_allocated(s),
+                    free: e.site_free(s),
+                    status: site.status,
+                }
+            })
+            .collect();
+        serde_json::to_vec(&NearestSites { sites })
+    });
+    json_response(body)
+}
+
+/// `GET /api/v1/teams/nearest?lat=&lon=[&k=5][&skill=][&available=false][&radius_m=]`.
+async fn teams(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, Error> {
+    let q = team_query(query.as_deref().unwrap_or(""))?;
+    let body = state.bus.read(|e| {
+        let teams = nearest_teams(e, &q)
+            .map(|(t, distance_m)| {
+                let team = e.world().team(t);
+                NearestTeam {
+                    team_id: Cow::Borrowed(team.id.as_str()),
+                    name: Cow::Borrowed(team.name.as_str()),
+                    lat: team.at.lat(),
+                    lon: team.at.lon(),
+                    distance_m,
+                    status: team.status,
+                    skills: Cow::Borrowed(team.skills.as_slice()),
+                }
+            })
+            .collect();
+        serde_json::to_vec(&NearestTeams { teams })
+    });
+    json_response(body)
+}
+
+fn json_response(body: Result<Vec<u8>, serde_json::Error>) -> Result<Response, Error> {
+    let body = body.map_err(|err| {
+        Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "", format!("serialising: {err}"))
+    })?;
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+// ---- the query string ---------------------------------------------------
+
+fn bad(code: &str, field: &str, message: String) -> Error {
+    Error::new(StatusCode::BAD_REQUEST, code, field, message)
+}
+
+/// The values of the parameters `names` in `query`, in that order; an
+/// unknown or repeated parameter is an error naming it.
+fn params<'q, const N: usize>(query: &'q str, names: [&str; N]) -> Result<[Option<Cow<'q, str>>; N], Error> {
+    let mut out: [Option<Cow<'q, str>>; N] = std::array::from_fn(|_| None);
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let Some(i) = names.iter().position(|n| *n == key) else {
+            let key: String = key.chars().take(64).collect();
+            return Err(bad(
+                "not_allowed",
+                &key,
+                format!("unknown parameter {key:?}, expected one of {}", names.join(", ")),
+            ));
+        };
+        if out[i].is_some() {
+            return Err(bad("conflict", names[i], format!("{} is given more than once", names[i])));
+        }
+        out[i] = Some(value);
+    }
+    Ok(out)
+}
+
+/// A finite number.
+fn number(field: &str, text: &str) -> Result<f64, Error> {
+    let x: f64 = text.trim().parse().map_err(|_| {
+        let shown: String = text.chars().take(32).collect();
+        bad("invalid_type", field, format!("{field} {shown:?} is not a number"))
+    })?;
+    if !x.is_finite() {
+        return Err(bad("not_finite", field, format!("{field} must be a finite number")));
+    }
+    Ok(x)
+}
+
+/// The required point `lat`, `lon`.
+fn point(lat: Option<&str>, lon: Option<&str>) -> Result<LatLon, Error> {
+    let lat = number("lat", lat.ok_or_else(|| bad("required", "lat", "lat is required".to_owned()))?)?;
+    let lon = number("lon", lon.ok_or_else(|| bad("required", "lon", "lon is required".to_owned()))?)?;
+    if !(-90.0..=90.0).contains(&lat) {
+        return Err(bad("out_of_range", "lat", format!("latitude {lat} is not within -90..90")));
+    }
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err(bad("out_of_range", "lon", format!("longitude {lon} is not within -180..180")));
+    }
+    LatLon::new(lat, lon).map_err(|err| bad("out_of_range", "lat", err.to_string()))
+}
+
+/// An integer in `lo..=hi`.
+fn integer(field: &str, text: &str, lo: u64, hi: u64) -> Result<u64, Error> {
+    let n: u64 = text.trim().parse().map_err(|_| {
+        let shown: String = text.chars().take(32).collect();
+        bad("invalid_type", field, format!("{field} {shown:?} is not an integer within {lo}..{hi}"))
+    })?;
+    if !(lo..=hi).contains(&n) {
+        return Err(bad("out_of_range", field, format!("{field} {n} is not within {lo}..{hi}")));
+    }
+    Ok(n)
+}
+
+fn k_param(text: Option<&str>) -> Result<usize, Error> {
+    text.map_or(Ok(DEFAULT_K), |t| integer("k", t, 1, MAX_K as u64).map(|k| k as usize))
+}
+
+fn radius_param(text: Option<&str>) -> Result<Option<f64>, Error> {
+    text.map(|t| {
+        let r = number("radius_m", t)?;
+        if r > 0.0 && r <= MAX_RADIUS_M {
+            Ok(r)
+        } else {
+            Err(bad(
+                "out_of_range",
+                "radius_m",
+                format!("radius_m {r} is not within 0 (excluded)..{MAX_RADIUS_M}"),
+            ))
+        }
+    })
+    .transpose()
+}
+
+fn flag(field: &str, text: Option<&str>) -> Result<bool, Error> {
+    match text {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => {
+            let shown: String = other.chars().take(32).collect();
+            Err(bad("invalid_type", field, format!("{field} {shown:?} is not true or false")))
+        }
+    }
+}
+
+/// Reads the parameters of `GET /api/v1/sites/nearest`.
+pub fn site_query(query: &str) -> Result<SiteQuery, Error> {
+    let [lat, lon, k, room, radius_m, include_closed] =
+        params(query, ["lat", "lon", "k", "room", "radius_m", "include_closed"])?;
+    let at = point(lat.as_deref(), lon.as_deref())?;
+    let k = k_param(k.as_deref())?;
+    let include_closed = flag("include_closed", include_closed.as_deref())?;
+    // A closed or full site has no free place: listing them means not
+    // asking for room, unless the caller says otherwise.
+    let room = match room.as_deref() {
+        None => u32::from(!include_closed),
+        Some(t) => integer("room", t, 0, u64::from(MAX_ROOM))? as u32,
+    };
+    let radius_m = radius_param(radius_m.as_deref())?;
+    Ok(SiteQuery { at, k, room, include_closed, radius_m })
+}
+
+/// Reads the parameters of `GET /api/v1/teams/nearest`.
+pub fn team_query(query: &str) -> Result<TeamQuery, Error> {
+    let [lat, lon, k, skill, available, radius_m] =
+        params(query, ["lat", "lon", "k", "skill", "available", "radius_m"])?;
+    let at = point(lat.as_deref(), lon.as_deref())?;
+    let k = k_param(k.as_deref())?;
+    let skill = skill
+        .as_deref()
+        .map(|t| {
+            t.parse::<Skill>().map_err(|err| {
+                let expected = err.expected.join(", ");
+                bad("invalid_type", "skill", format!("skill {:?} is not one of {expected}", err.value))
+            })
+        })
+        .transpose()?;
+    let available_only = flag("available", available.as_deref())?;
+    let radius_m = radius_param(radius_m.as_deref())?;
+    Ok(TeamQuery { at, k, skill, available_only, radius_m })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Ok(())` or the (code, field) of the error.
+    fn sites_check(query: &str) -> Result<SiteQuery, (String, String)> {
+        site_query(query).map_err(|e| {
+            let p = &e.problem_list().errors[0];
+            (p.code.clone(), p.field.clone())
+        })
+    }
+
+    fn teams_check(query: &str) -> Result<TeamQuery, (String, String)> {
+        team_query(query).map_err(|e| {
+            let p = &e.problem_list().errors[0];
+            (p.code.clone(), p.field.clone())
+        })
+    }
+
+    fn err(code: &str, field: &str) -> (String, String) {
+        (code.to_owned(), field.to_owned())
+    }
+
+    #[test]
+    fn site_parameters_and_their_defaults() {
+        let q = sites_check("lat=38.5&lon=68.8").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((q.k, q.room, q.include_closed, q.radius_m), (DEFAULT_K, 1, false, None));
+        assert_eq!((q.at.lat(), q.at.lon()), (38.5, 68.8));
+        let q =
+            sites_check("lon=68.8&lat=38.5&k=100&room=250&radius_m=5e4").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((q.k, q.room, q.radius_m), (100, 250, Some(50_000.0)));
+        let q = sites_check("lat=38.5&lon=68.8&include_closed=true").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((q.include_closed, q.room), (true, 0), "closed sites have no room, so none is asked");
+        let q = sites_check("lat=-90&lon=180&include_closed=true&room=3").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((q.include_closed, q.room), (true, 3));
+    }
+
+    #[test]
+    fn each_bad_site_parameter_is_named() {
+        for (query, want) in [
+            ("lon=68.8", err("required", "lat")),
+            ("lat=38.5", err("required", "lon")),
+            ("", err("required", "lat")),
+            ("lat=north&lon=68.8", err("invalid_type", "lat")),
+            ("lat=95&lon=68.8", err("out_of_range", "lat")),
+            ("lat=38.5&lon=-180.5", err("out_of_range", "lon")),
+            ("lat=NaN&lon=68.8", err("not_finite", "lat")),
+            ("lat=38.5&lon=inf", err("not_finite", "lon")),
+            ("lat=38.5&lon=68.8&k=0", err("out_of_range", "k")),
+            ("lat=38.5&lon=68.8&k=101", err("out_of_range", "k")),
+            ("lat=38.5&lon=68.8&k=-1", err("invalid_type", "k")),
+            ("lat=38.5&lon=68.8&k=2.5", err("invalid_type", "k")),
+            ("lat=38.5&lon=68.8&room=-3", err("invalid_type", "room")),
+            ("lat=38.5&lon=68.8&room=1000001", err("out_of_range", "room")),
+            ("lat=38.5&lon=68.8&radius_m=0", err("out_of_range", "radius_m")),
+            ("lat=38.5&lon=68.8&radius_m=-5", err("out_of_range", "radius_m")),
+            ("lat=38.5&lon=68.8&radius_m=3e7", err("out_of_range", "radius_m")),
+            ("lat=38.5&lon=68.8&include_closed=yes", err("invalid_type", "include_closed")),
+            ("lat=38.5&lon=68.8&radius=5000", err("not_allowed", "radius")),
+            ("lat=38.5&lon=68.8&lat=39", err("conflict", "lat")),
+        ] {
+            assert_eq!(sites_check(query).map(|_| ()), Err(want), "{query}");
+        }
+    }
+
+    #[test]
+    fn team_parameters_and_each_bad_one_named() {
+        let q = teams_check("lat=38.5&lon=68.8&skill=medical&available=true&k=3")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((q.k, q.skill, q.available_only, q.radius_m), (3, Some(Skill::Medical), true, None));
+        let q = teams_check("lat=38.5&lon=68.8").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((q.k, q.skill, q.available_only), (DEFAULT_K, None, false));
+        for (query, want) in [
+            ("lat=38.5&lon=68.8&skill=cooking", err("invalid_type", "skill")),
+            ("lat=38.5&lon=68.8&available=1", err("invalid_type", "available")),
+            ("lat=38.5&lon=68.8&k=500", err("out_of_range", "k")),
+            ("lat=38.5&lon=68.8&room=2", err("not_allowed", "room")),
+            ("lat=38.5", err("required", "lon")),
+        ] {
+            assert_eq!(teams_check(query).map(|_| ()), Err(want), "{query}");
+        }
+    }
+}
