@@ -314,4 +314,44 @@ mod tests {
             assert_eq!(teams_check(query).map(|_| ()), Err(want), "{query}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Any query string, well-formed or not, gives a query that keeps
+        /// its bounds or an error naming a field; nothing panics.
+        #[test]
+        fn any_query_string_is_read_or_refused_with_a_field(
+            pairs in proptest::collection::vec(
+                (
+                    "(lat|lon|k|room|radius_m|include_closed|skill|available|[a-z%=&+]{0,6})",
+                    "(-?[0-9]{0,4}(\\.[0-9]{0,3})?(e[0-9]{1,3})?|NaN|inf|true|false|%[0-9A-F]{2}|[ -~]{0,8})",
+                ),
+                0..8,
+            ),
+            raw in "[ -~]{0,40}",
+        ) {
+            let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            for query in [joined.join("&"), raw] {
+                match site_query(&query) {
+                    Ok(q) => {
+                        proptest::prop_assert!((1..=MAX_K).contains(&q.k));
+                        proptest::prop_assert!(q.at.lat().abs() <= 90.0 && q.at.lon().abs() <= 180.0);
+                        proptest::prop_assert!(q.radius_m.is_none_or(|r| r > 0.0 && r <= MAX_RADIUS_M));
+                    }
+                    Err(e) => proptest::prop_assert!(!e.problem_list().errors.is_empty()),
+                }
+                match team_query(&query) {
+                    Ok(q) => {
+                        proptest::prop_assert!((1..=MAX_K).contains(&q.k));
+                        proptest::prop_assert!(q.at.lat().abs() <= 90.0 && q.at.lon().abs() <= 180.0);
+                    }
+                    Err(e) => {
+                        let p = &e.problem_list().errors[0];
+                        proptest::prop_assert!(!p.code.is_empty() && !p.message.is_empty());
+                    }
+                }
+            }
+        }
+    }
 }
