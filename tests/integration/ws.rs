@@ -192,7 +192,9 @@ async fn a_plain_request_to_ws_is_told_what_is_missing() {
     let auth = server.bearer();
     let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")];
     let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
-    let cases: [(&[(&str, &str)], u16, &str); 3] = [
+    // (request headers beyond Authorization, status, field named)
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: [Case; 3] = [
         (&[], 426, "upgrade"),
         (&[upgrade[0], upgrade[1], key, ("Sec-WebSocket-Version", "8")], 426, "sec-websocket-version"),
         (&[upgrade[0], upgrade[1], ("Sec-WebSocket-Version", "13")], 400, "sec-websocket-key"),
