@@ -361,7 +361,11 @@ impl<'a> Auction<'a> {
                 Pick::Widen(radius_m) => self.widen(u, radius_m),
             }
         };
-        if got == 0 {
+        if got < self.left[u as usize] {
+            // Every unit in range is taken and people are left: the sites
+            // within reach of this village hold fewer places than it needs.
+            // Room elsewhere cannot help it, so there is a shortfall, which
+            // is the exact solver's to report.
             return None;
         }
         if w.is_infinite() {
@@ -677,6 +681,27 @@ mod tests {
         // Room enough in total but out of range is no answer either.
         let far = AllocParams { max_distance_m: 5_000.0 };
         assert!(solve(&demands, &contended().1, &far).is_none());
+    }
+
+    /// Room enough in all, but not within reach of one village: no answer
+    /// (the exact solver then reports that village's shortfall), rather
+    /// than a placement that leaves some of its people out.
+    #[test]
+    fn no_answer_when_one_village_cannot_reach_room_for_all_its_people() {
+        let (mut demands, supplies) = contended();
+        let params = AllocParams { max_distance_m: 200_000.0 };
+        // A village far from the others, with one small school nearby and
+        // every other site out of its reach.
+        demands.push(Demand { village: VillageIdx(99), at: p(37.0, 68.0), persons: 60 });
+        let mut supplies = supplies;
+        supplies.push(Supply { site: SiteIdx(999), at: p(37.01, 68.01), free: 25 });
+        let need: u32 = demands.iter().map(|d| d.persons).sum();
+        let room: u32 = supplies.iter().map(|s| s.free).sum();
+        assert!(room >= need, "room in all: {room} for {need}");
+        assert!(solve(&demands, &supplies, &params).is_none());
+        let a = crate::core::allocation::allocate(&demands, &supplies, &params);
+        crate::core::allocation::tests::check_feasible(&a, &demands, &supplies, &params);
+        assert_eq!(a.shortfall_total(), 35, "the far village's people without a place are counted");
     }
 
     /// The prices certify a lower bound on the optimum: the bound is never
