@@ -11,7 +11,7 @@ use crate::core::geo::chord_sq;
 
 /// Leaves hold at most this many points: small enough to prune well, large
 /// enough that the recursion overhead stays below the distance arithmetic.
-const LEAF_SIZE: usize = 8;
+const LEAF_SIZE: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 enum Node {
@@ -27,22 +27,31 @@ struct Bounds {
 }
 
 impl Bounds {
-    /// The least and the greatest squared chord from `q` to any point in
-    /// the box. Rounding is monotone, so a point inside the box never
-    /// computes (by [`chord_sq`]) a squared chord outside these two.
-    fn chord_sq_range(&self, q: [f64; 3]) -> (f64, f64) {
-        let (mut near, mut far) = (0.0, 0.0);
+    /// The least squared chord from `q` to any point in the box. Rounding
+    /// is monotone, so a point inside the box never computes (by
+    /// [`chord_sq`]) a squared chord below it, nor above
+    /// [`Bounds::chord_sq_far`].
+    fn chord_sq_near(&self, q: [f64; 3]) -> f64 {
+        let mut near = 0.0;
         for ((&min, &max), &qa) in self.min.iter().zip(&self.max).zip(&q) {
             let (lo, hi) = (min - qa, max - qa);
-            let (lo2, hi2) = (lo * lo, hi * hi);
-            far += lo2.max(hi2);
             if lo > 0.0 {
-                near += lo2;
+                near += lo * lo;
             } else if hi < 0.0 {
-                near += hi2;
+                near += hi * hi;
             }
         }
-        (near, far)
+        near
+    }
+
+    /// The greatest squared chord from `q` to any point in the box.
+    fn chord_sq_far(&self, q: [f64; 3]) -> f64 {
+        let mut far = 0.0;
+        for ((&min, &max), &qa) in self.min.iter().zip(&self.max).zip(&q) {
+            let (lo, hi) = (min - qa, max - qa);
+            far += (lo * lo).max(hi * hi);
+        }
+        far
     }
 }
 
@@ -127,23 +136,34 @@ impl KdTree {
         }
     }
 
-    fn gather_ring(&self, node: u32, q: [f64; 3], inner: f64, outer: f64, out: &mut Vec<(u32, f64)>) {
-        let (near, far) = self.bounds[node as usize].chord_sq_range(q);
-        if near > outer || far <= inner {
-            return;
-        }
-        match self.nodes[node as usize] {
-            Node::Leaf { lo, hi } => {
-                for &(p, key) in &self.points[lo as usize..hi as usize] {
-                    let d2 = chord_sq(p, q);
-                    if d2 > inner && d2 <= outer {
-                        out.push((key, d2));
+    fn gather_ring(&self, root: u32, q: [f64; 3], inner: f64, outer: f64, out: &mut Vec<(u32, f64)>) {
+        // Depth-first without recursion. The tree is balanced (medians), so
+        // it is at most 32 levels deep for any u32 count of points, and the
+        // stack holds at most one node per level plus one.
+        let mut stack = [0u32; 64];
+        stack[0] = root;
+        let mut len = 1;
+        while len > 0 {
+            len -= 1;
+            let node = stack[len];
+            let b = &self.bounds[node as usize];
+            if b.chord_sq_near(q) > outer || b.chord_sq_far(q) <= inner {
+                continue;
+            }
+            match self.nodes[node as usize] {
+                Node::Leaf { lo, hi } => {
+                    for &(p, key) in &self.points[lo as usize..hi as usize] {
+                        let d2 = chord_sq(p, q);
+                        if d2 > inner && d2 <= outer {
+                            out.push((key, d2));
+                        }
                     }
                 }
-            }
-            Node::Split { left, right, .. } => {
-                self.gather_ring(left, q, inner, outer, out);
-                self.gather_ring(right, q, inner, outer, out);
+                Node::Split { left, right, .. } => {
+                    stack[len] = right;
+                    stack[len + 1] = left;
+                    len += 2;
+                }
             }
         }
     }
@@ -173,11 +193,11 @@ impl KdTree {
             Node::Split { axis, at, left, right } => {
                 let diff = q[axis as usize] - at;
                 let (near, far) = if diff < 0.0 { (left, right) } else { (right, left) };
-                if self.bounds[near as usize].chord_sq_range(q).0 <= *worst {
+                if self.bounds[near as usize].chord_sq_near(q) <= *worst {
                     self.search(near, q, k, worst, out);
                 }
                 // The far side's box is a tighter bound than its plane.
-                if diff * diff <= *worst && self.bounds[far as usize].chord_sq_range(q).0 <= *worst {
+                if diff * diff <= *worst && self.bounds[far as usize].chord_sq_near(q) <= *worst {
                     self.search(far, q, k, worst, out);
                 }
             }
