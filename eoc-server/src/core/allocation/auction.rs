@@ -93,16 +93,22 @@ struct Tier {
 
 #[derive(Debug, Clone, Default)]
 struct Cands {
-    /// Positions in the supply slice of the sites listed, nearest first
-    /// (a widening appends the next ring).
-    sites: Vec<u32>,
-    /// Great-circle metres to each listed site.
-    dist_m: Vec<f64>,
+    /// The sites listed, nearest first (a widening appends the next ring):
+    /// great-circle metres to the site and its position in the supply
+    /// slice, side by side for the bids' scans.
+    listed: Vec<Listed>,
     /// Metres to the nearest site in range not listed; infinite if none.
     next_m: f64,
     /// Every site in range with a squared chord to the village at most
     /// this is listed, and no other.
     listed_chord2: f64,
+}
+
+/// A listed site: metres to it and its position in the supply slice.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    dist_m: f64,
+    site: u32,
 }
 
 /// The two prices of a site that every village sees: its cheapest unit's,
@@ -154,6 +160,8 @@ struct Auction<'a> {
     max_chord2: f64,
     tree: KdTree,
     knn_buf: Vec<(u32, f64)>,
+    /// Each village's unit vector.
+    units: Vec<[f64; 3]>,
     cands: Vec<Cands>,
     /// The offers of the bid under way (scratch of `pick`).
     offers: Vec<Offer>,
@@ -204,6 +212,47 @@ pub(super) fn solve_with_tree(
     Some(a.finish())
 }
 
+/// An empty offer slot: infinitely dear, so that the dearest offer kept is
+/// always the last slot and a new offer only shifts the dearer ones.
+const EMPTY: Offer = Offer { value: f64::INFINITY, dist: f64::INFINITY, site: u32::MAX };
+
+/// Keeps in `slots` (all [`EMPTY`] on entry) the cheapest offers of the
+/// sites in `listed` to village `u`, in order; whether they are all of them,
+/// and how many listed sites it looked at.
+#[inline(always)]
+fn scan_offers(listed: &[Listed], floors: &[Floor], u: u32, slots: &mut [Offer]) -> (bool, usize) {
+    let keep = slots.len();
+    let mut dearest = f64::INFINITY;
+    let mut scanned = 0usize;
+    let mut more = false;
+    for &Listed { dist_m: d, site: t } in listed {
+        // Sites are listed nearest first (to well below a millimetre), and
+        // a unit costs at least its distance: once the sites are further
+        // than the dearest offer kept, none of the rest can enter.
+        if d > dearest + 1e-3 {
+            more = true;
+            break;
+        }
+        scanned += 1;
+        let value = d + floors[t as usize].for_village(u);
+        if value >= dearest {
+            // Dearer than every offer kept (or no unit here for `u`).
+            more |= value != f64::INFINITY;
+            continue;
+        }
+        // An offer falls off the end if the slots were full.
+        more |= dearest != f64::INFINITY;
+        let mut i = keep - 1;
+        while i > 0 && slots[i - 1].value > value {
+            slots[i] = slots[i - 1];
+            i -= 1;
+        }
+        slots[i] = Offer { value, dist: d, site: t };
+        dearest = slots[keep - 1].value;
+    }
+    (!more, scanned)
+}
+
 impl<'a> Auction<'a> {
     fn new(
         demands: &'a [Demand],
@@ -227,6 +276,7 @@ impl<'a> Auction<'a> {
             max_chord2,
             tree,
             knn_buf: Vec::new(),
+            units: demands.iter().map(|d| d.at.to_unit()).collect(),
             cands: vec![Cands::default(); demands.len()],
             offers: Vec::new(),
             left: demands.iter().map(|d| d.persons).collect(),
@@ -251,7 +301,7 @@ impl<'a> Auction<'a> {
         let (mut person_m, mut persons) = (0.0, 0.0);
         for (u, d) in demands.iter().enumerate() {
             a.list_first(u as u32);
-            let nearest = *a.cands[u].dist_m.first()?;
+            let nearest = a.cands[u].listed.first()?.dist_m;
             person_m += f64::from(d.persons) * nearest;
             persons += f64::from(d.persons);
         }
@@ -269,7 +319,7 @@ impl<'a> Auction<'a> {
     /// the next one ties with the last, more when they all tie); `next_m`
     /// is where the rest begin.
     fn list_first(&mut self, u: u32) {
-        let q = self.demands[u as usize].at.to_unit();
+        let q = self.units[u as usize];
         let cands = CANDIDATES;
         self.tree.nearest(q, cands + 1, self.max_chord2, &mut self.knn_buf);
         let (listed_chord2, next_m) = if self.knn_buf.len() <= cands {
@@ -292,13 +342,11 @@ impl<'a> Auction<'a> {
             }
         };
         let c = &mut self.cands[u as usize];
-        c.sites.clear();
-        c.dist_m.clear();
+        c.listed.clear();
         for &(t, c2) in &self.knn_buf {
             let d = chord_sq_to_m(c2);
             if d <= self.max_m {
-                c.sites.push(t);
-                c.dist_m.push(d);
+                c.listed.push(Listed { dist_m: d, site: t });
             }
         }
         c.listed_chord2 = listed_chord2;
@@ -320,16 +368,14 @@ impl<'a> Auction<'a> {
         } else {
             (m_to_chord_sq(radius_m), radius_m)
         };
-        let q = self.demands[u as usize].at.to_unit();
-        self.tree.within_ring(q, c.listed_chord2, chord2, &mut self.knn_buf);
+        self.tree.within_ring(self.units[u as usize], c.listed_chord2, chord2, &mut self.knn_buf);
         // Nearest first within the new ring, so that a bid's scan meets
         // the likelier sites early.
         self.knn_buf.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         for &(t, c2) in &self.knn_buf {
             let d = chord_sq_to_m(c2);
             if d <= self.max_m {
-                c.sites.push(t);
-                c.dist_m.push(d);
+                c.listed.push(Listed { dist_m: d, site: t });
             }
         }
         c.listed_chord2 = c.listed_chord2.max(chord2);
@@ -400,46 +446,23 @@ impl<'a> Auction<'a> {
     /// The `keep` cheapest offers of the sites `u` has listed, in order,
     /// into `offers`; whether they are all of them.
     fn cheapest_offers(&mut self, u: u32, keep: usize, offers: &mut Vec<Offer>) -> bool {
-        // `keep` slots, the empty ones infinitely dear, so that the dearest
-        // kept is always the last slot and a new offer only shifts.
-        const EMPTY: Offer = Offer { value: f64::INFINITY, dist: f64::INFINITY, site: u32::MAX };
+        let listed = &self.cands[u as usize].listed;
         offers.clear();
-        offers.resize(keep, EMPTY);
-        let c = &self.cands[u as usize];
-        let floors = &self.floors;
-        let mut dearest = f64::INFINITY;
-        let mut scanned = 0usize;
-        let mut more = false;
-        for (&t, &d) in c.sites.iter().zip(&c.dist_m) {
-            // Sites are listed nearest first (to well below a millimetre),
-            // and a unit costs at least its distance: once the sites are
-            // further than the dearest offer kept, none of the rest can
-            // enter.
-            if d > dearest + 1e-3 {
-                more = true;
-                break;
-            }
-            scanned += 1;
-            let value = d + floors[t as usize].for_village(u);
-            if value >= dearest {
-                // Dearer than every offer kept (or no unit here for `u`).
-                more |= value != f64::INFINITY;
-                continue;
-            }
-            // An offer falls off the end if the slots were full.
-            more |= dearest != f64::INFINITY;
-            let mut i = keep - 1;
-            while i > 0 && offers[i - 1].value > value {
-                offers[i] = offers[i - 1];
-                i -= 1;
-            }
-            offers[i] = Offer { value, dist: d, site: t };
-            dearest = offers[keep - 1].value;
-        }
+        let (complete, scanned) = if keep == TOP {
+            // Most bids: slots of a size known here, which the scan keeps
+            // in registers.
+            let mut slots = [EMPTY; TOP];
+            let out = scan_offers(listed, &self.floors, u, &mut slots);
+            offers.extend_from_slice(&slots);
+            out
+        } else {
+            offers.resize(keep, EMPTY);
+            scan_offers(listed, &self.floors, u, offers)
+        };
         let kept = offers.partition_point(|o| o.value != f64::INFINITY);
         offers.truncate(kept);
         self.work += scanned as u64;
-        !more
+        complete
     }
 
     /// Takes units from `offers` (the cheapest of `u`'s offers, in order;
@@ -554,7 +577,7 @@ impl<'a> Auction<'a> {
             let c = &self.cands[u];
             let mut pi = c.next_m;
             let mut held: Vec<(f64, u32)> = Vec::new();
-            for (&t, &d) in c.sites.iter().zip(&c.dist_m) {
+            for &Listed { dist_m: d, site: t } in &c.listed {
                 for x in &self.tiers[t as usize] {
                     let cost = d + x.price;
                     pi = pi.min(cost);
