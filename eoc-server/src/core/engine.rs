@@ -955,10 +955,27 @@ impl Engine {
             return;
         }
         let max_m = self.config.dispatch.max_distance_m;
+        // Free teams per skill asked for: once none is left, the remaining
+        // villages wait without a search through every team in range.
+        let mut free_with: Vec<(Skill, usize)> = Vec::new();
         for (i, v) in waiting {
             let Some(skill) = needed_skill(self.alerts[i].msg.hazard.unwrap_or(HazardKind::Other)) else {
                 continue;
             };
+            let n = match free_with.iter().position(|&(s, _)| s == skill) {
+                Some(n) => n,
+                None => {
+                    let count = (0..self.world.teams().len())
+                        .map(|t| TeamIdx(t as u32))
+                        .filter(|&t| self.team_free(t) && self.world.team(t).has(skill))
+                        .count();
+                    free_with.push((skill, count));
+                    free_with.len() - 1
+                }
+            };
+            if free_with[n].1 == 0 {
+                continue;
+            }
             let at = self.world.village(v).at;
             let refused = &self.alerts[i].refused;
             let pick =
@@ -966,6 +983,12 @@ impl Engine {
                     self.team_free(t) && self.world.team(t).has(skill) && !refused.contains(&(v, t))
                 });
             let Some((t, _)) = pick else { continue };
+            // The team is busy from here on, for every skill it has.
+            for (s, count) in &mut free_with {
+                if self.world.team(t).has(*s) {
+                    *count -= 1;
+                }
+            }
             let k = self.create_task(t, Some(i), Target::Village(v), Some(skill), now_ms, "eoc", ch);
             if self.config.dispatch.auto_assign {
                 self.assign(k, "eoc", now_ms, ch);
