@@ -8,6 +8,11 @@
 
 mod common;
 
+/// The server's allocator (`eoc-server/src/main.rs`), so that the full
+/// result is measured as the server computes it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
