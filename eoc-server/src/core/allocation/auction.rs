@@ -177,6 +177,9 @@ struct Auction<'a> {
     /// often each village has bid.
     eps: f64,
     final_eps: f64,
+    /// ε's factor at a village's bid k + 1: 2^(k / ESCALATE_EVERY) while
+    /// below EPS_MAX, looked up instead of a power computed per bid.
+    escalation: Vec<f64>,
     bids_by: Vec<u32>,
     price_cap: f64,
     work: u64,
@@ -287,6 +290,10 @@ impl<'a> Auction<'a> {
             bids: 0,
             eps: 0.0,
             final_eps: 0.0,
+            escalation: (0u32..)
+                .map(|k| 2f64.powf(f64::from(k) / ESCALATE_EVERY))
+                .take_while(|&f| f < EPS_MAX)
+                .collect(),
             bids_by: vec![0; demands.len()],
             // A price above every path through the villages means room
             // has run out somewhere.
@@ -399,8 +406,8 @@ impl<'a> Auction<'a> {
     fn bid(&mut self, u: u32) -> Option<()> {
         self.bids += 1;
         self.bids_by[u as usize] += 1;
-        let doublings = f64::from(self.bids_by[u as usize] - 1) / ESCALATE_EVERY;
-        self.eps = self.final_eps * 2f64.powf(doublings).min(EPS_MAX);
+        let k = (self.bids_by[u as usize] - 1) as usize;
+        self.eps = self.final_eps * self.escalation.get(k).copied().unwrap_or(EPS_MAX);
         let (got, mut w, last) = loop {
             match self.pick(u)? {
                 Pick::Bid { got, w, last } => break (got, w, last),
