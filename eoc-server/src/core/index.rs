@@ -8,7 +8,7 @@
 use rstar::primitives::GeomWithData;
 use rstar::{ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeParams};
 
-use super::geo::{LatLon, chord_sq_to_m, m_to_chord_sq};
+use super::geo::{LatLon, chord_sq, m_to_chord_sq, units_to_m};
 
 type Entry<K> = GeomWithData<[f64; 3], K>;
 
@@ -77,19 +77,23 @@ impl<K: Copy + PartialEq> PointIndex<K> {
         if k > BOUNDED_K_MAX {
             return self.nearest_iter(at).take(k).collect();
         }
+        let q = at.to_unit();
         let mut best = Vec::with_capacity(k.min(self.len()));
         if k > 0 {
-            k_nearest(self.tree.root(), &at.to_unit(), k, &mut best);
+            k_nearest(self.tree.root(), &q, k, &mut best);
         }
-        best.into_iter().map(|(d2, key)| (key, chord_sq_to_m(d2))).collect()
+        // Ranked by squared chord (great-circle order); the metres from the
+        // vectors themselves, exact near the antipode too.
+        best.into_iter().map(|(d2, key, p)| (key, units_to_m(p, q, d2))).collect()
     }
 
     /// Points in order of great-circle distance from `at`, lazily: combine
     /// with `filter` and `take` for "nearest open site with room".
     pub fn nearest_iter(&self, at: LatLon) -> impl Iterator<Item = (K, f64)> + '_ {
+        let q = at.to_unit();
         self.tree
-            .nearest_neighbor_iter_with_distance_2(&at.to_unit())
-            .map(|(e, d2)| (e.data, chord_sq_to_m(d2)))
+            .nearest_neighbor_iter_with_distance_2(&q)
+            .map(move |(e, d2)| (e.data, units_to_m(*e.geom(), q, d2)))
     }
 
     /// Every point within `radius_m` great-circle metres of `at`, unordered.
@@ -99,7 +103,7 @@ impl<K: Copy + PartialEq> PointIndex<K> {
         // rounding in the chord conversion; the exact check follows.
         let chord2 = m_to_chord_sq(radius_m) * (1.0 + 1e-12) + 1e-18;
         self.tree.locate_within_distance(query, chord2).filter_map(move |e| {
-            let d = chord_sq_to_m(super::geo::chord_sq(*e.geom(), query));
+            let d = units_to_m(*e.geom(), query, chord_sq(*e.geom(), query));
             (d <= radius_m).then_some((e.data, d))
         })
     }
@@ -116,11 +120,16 @@ impl<K: Copy + PartialEq> PointIndex<K> {
 const BOUNDED_K_MAX: usize = 64;
 
 /// Fills `best` (empty on entry) with the `k` entries under `node` nearest
-/// to `q` as (squared chord, key), nearest first: depth first, children in
-/// order of their boxes' distance, skipping every box no nearer than the
-/// k-th best so far. Squared chords are computed as rstar computes them, so
-/// the distances are those of [`PointIndex::nearest_iter`].
-fn k_nearest<K: Copy>(node: &ParentNode<Entry<K>>, q: &[f64; 3], k: usize, best: &mut Vec<(f64, K)>) {
+/// to `q` as (squared chord, key, unit vector), nearest first: depth first,
+/// children in order of their boxes' distance, skipping every box no nearer
+/// than the k-th best so far. Squared chords are computed as rstar computes
+/// them, so the order is that of [`PointIndex::nearest_iter`].
+fn k_nearest<K: Copy>(
+    node: &ParentNode<Entry<K>>,
+    q: &[f64; 3],
+    k: usize,
+    best: &mut Vec<(f64, K, [f64; 3])>,
+) {
     // Boxes of the child nodes, nearest first (R-tree nodes hold at most
     // `Params::MAX_SIZE` children; a larger node falls back to a vector).
     const STACK: usize = 16;
@@ -130,15 +139,15 @@ fn k_nearest<K: Copy>(node: &ParentNode<Entry<K>>, q: &[f64; 3], k: usize, best:
     for (i, child) in node.children().iter().enumerate() {
         match child {
             RTreeNode::Leaf(e) => {
-                let d2 = super::geo::chord_sq(*e.geom(), *q);
+                let d2 = chord_sq(*e.geom(), *q);
                 if best.len() == k {
                     if d2 >= best[k - 1].0 {
                         continue;
                     }
                     best.pop();
                 }
-                let at = best.iter().rposition(|&(b, _)| b <= d2).map_or(0, |p| p + 1);
-                best.insert(at, (d2, e.data));
+                let at = best.iter().rposition(|&(b, _, _)| b <= d2).map_or(0, |p| p + 1);
+                best.insert(at, (d2, e.data, *e.geom()));
             }
             RTreeNode::Parent(p) => {
                 let d2 = p.envelope().distance_2(q);
