@@ -718,12 +718,11 @@ mod tests {
     /// than a placement that leaves some of its people out.
     #[test]
     fn no_answer_when_one_village_cannot_reach_room_for_all_its_people() {
-        let (mut demands, supplies) = contended();
+        let (mut demands, mut supplies) = contended();
         let params = AllocParams { max_distance_m: 200_000.0 };
         // A village far from the others, with one small school nearby and
         // every other site out of its reach.
         demands.push(Demand { village: VillageIdx(99), at: p(37.0, 68.0), persons: 60 });
-        let mut supplies = supplies;
         supplies.push(Supply { site: SiteIdx(999), at: p(37.01, 68.01), free: 25 });
         let need: u32 = demands.iter().map(|d| d.persons).sum();
         let room: u32 = supplies.iter().map(|s| s.free).sum();

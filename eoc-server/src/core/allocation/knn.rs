@@ -118,30 +118,19 @@ impl KdTree {
         self.search(0, q, k, &mut worst, out);
     }
 
-    /// Every point with squared chord to `q` above `inner_chord2` and at
-    /// most `outer_chord2`, in no particular order, as `(key, squared
-    /// chord)` in `out`: the ring a widening search adds to what it had.
-    /// Nodes wholly inside the inner disc are skipped without looking at
-    /// their points.
-    pub(super) fn within_ring(
-        &self,
-        q: [f64; 3],
-        inner_chord2: f64,
-        outer_chord2: f64,
-        out: &mut Vec<(u32, f64)>,
-    ) {
+    /// Every point with squared chord to `q` above `inner` and at most
+    /// `outer`, in no particular order, as `(key, squared chord)` in `out`:
+    /// the ring a widening search adds to what it had. Nodes wholly inside
+    /// the inner disc are skipped without looking at their points.
+    pub(super) fn within_ring(&self, q: [f64; 3], inner: f64, outer: f64, out: &mut Vec<(u32, f64)>) {
         out.clear();
-        if !self.nodes.is_empty() {
-            self.gather_ring(0, q, inner_chord2, outer_chord2, out);
+        if self.nodes.is_empty() {
+            return;
         }
-    }
-
-    fn gather_ring(&self, root: u32, q: [f64; 3], inner: f64, outer: f64, out: &mut Vec<(u32, f64)>) {
-        // Depth-first without recursion. The tree is balanced (medians), so
-        // it is at most 32 levels deep for any u32 count of points, and the
-        // stack holds at most one node per level plus one.
+        // Depth-first from the root without recursion. The tree is balanced
+        // (medians), so it is at most 32 levels deep for any u32 count of
+        // points, and the stack holds at most one node per level plus one.
         let mut stack = [0u32; 64];
-        stack[0] = root;
         let mut len = 1;
         while len > 0 {
             len -= 1;
