@@ -15,7 +15,9 @@
 //! (default [`COALESCE_MS`]): a frame that comes sooner after the last
 //! write waits for the rest of that window and goes out with whatever
 //! else arrived, which bounds the wake-ups and writes per client to 100 a
-//! second at the cost of at most that much latency.
+//! second at the cost of at most that much latency. A write that stops at
+//! [`SEND_BATCH`] frames with more waiting is followed at once by the next,
+//! so the window limits how often a connection writes, not its throughput.
 //!
 //! A connection flushes and yields before a large frame when smaller ones
 //! are queued ahead of it, so that a burst such as an alert followed by
@@ -293,7 +295,8 @@ async fn serve(
     // lock the token's waiter list twice per frame in every connection.
     let stopping = shutdown.cancelled();
     tokio::pin!(stopping);
-    let mut wrote = Instant::now();
+    // When the next write may start: the snapshot's write opens the first window.
+    let mut due = Instant::now() + conn.coalesce;
     loop {
         tokio::select! {
             Some(reply) = answers.next(), if !answers.is_empty() => {
@@ -303,7 +306,6 @@ async fn serve(
             frame = frames_rx.recv() => {
                 // Within the window of the last write, wait for its end so
                 // frames published meanwhile share the next write.
-                let due = wrote + conn.coalesce;
                 if due > Instant::now() {
                     tokio::select! {
                         () = tokio::time::sleep_until(due) => {}
@@ -354,7 +356,10 @@ async fn serve(
                     }
                 }
                 sink.flush().await?;
-                wrote = Instant::now();
+                // A write cut short by SEND_BATCH leaves frames waiting: the
+                // next turn writes them at once, so the window bounds how
+                // often a connection writes, never how many frames it takes.
+                due = if fed < SEND_BATCH { Instant::now() + conn.coalesce } else { Instant::now() };
                 if closed {
                     break;
                 }

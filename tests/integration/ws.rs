@@ -1,6 +1,7 @@
 //! The WebSocket edge: inbound messages, acks, errors, lagging clients.
 
 use eoc_tests::{Server, data_dir, earthquake, message, test_config};
+use futures_util::StreamExt;
 use serde_json::json;
 
 #[tokio::test]
@@ -139,6 +140,47 @@ async fn answers_come_in_the_order_frames_were_sent() {
             assert_eq!(answer["id"], id.as_str(), "{answer}");
         }
     }
+    server.stop().await;
+}
+
+/// The coalescing window limits how often a connection writes, not how much:
+/// a burst of more frames than one write takes reaches a dashboard in one
+/// window, not one window per [`eoc_server::ws::SEND_BATCH`] frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_one_write_is_not_held_back_by_the_window() {
+    const WINDOW_MS: u64 = 2_000;
+    const BURST: usize = 4 * eoc_server::ws::SEND_BATCH + 100;
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    config.http.fanout_coalesce_ms = WINDOW_MS;
+    let server = Server::start(config).await;
+    let mut dashboard = server.ws().await;
+    assert_eq!(dashboard.next().await["type"], "snapshot");
+    // The burst comes over HTTP (a WebSocket sender's own connection would
+    // be paced by the same window).
+    let server_ref = &server;
+    let statuses: Vec<u16> = futures_util::stream::iter(0..BURST)
+        .map(|i| async move {
+            let body = message(json!({"lat": 38.5 + (i as f64) * 1e-5, "lon": 68.7}));
+            server_ref.post("/api/v1/teams/t-1/position", &body).await.0
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    // Every frame is written within one window of the first (plus the time
+    // the burst took to apply); one window per 256 frames would take at
+    // least four windows.
+    let mut first = None;
+    for _ in 0..BURST {
+        dashboard.until(|f| f["type"] == "team").await;
+        first.get_or_insert_with(std::time::Instant::now);
+    }
+    let spread = first.map(|t| t.elapsed()).unwrap_or_default();
+    assert!(
+        spread < std::time::Duration::from_millis(3 * WINDOW_MS),
+        "{BURST} deltas took {spread:?} after the first to reach the dashboard"
+    );
     server.stop().await;
 }
 
