@@ -15,8 +15,9 @@
 //!
 //! Checkpoints of state: every `snapshot_every` entries (and at shutdown)
 //! the writer stores, with the row it was reached at, the engine's whole
-//! state ([`crate::core::engine::EngineState`], with the message ids still
-//! deduplicated) and the snapshot view clients get. A start restores the
+//! state ([`crate::core::engine::EngineState`], with the row from which the
+//! message ids still deduplicated are read back out of the entries) and the
+//! snapshot view clients get. A start restores the
 //! last state and applies only the entries after it, so restart time is
 //! bounded by `snapshot_every`, not by the journal's length; the view
 //! proves the restore exact (or the writer falls back to a full replay).
@@ -219,6 +220,31 @@ impl Journal {
                 now_ms: r.get(1)?,
                 submission: Submission { command, msg_id: r.get(4)?, by: r.get(3)?, edge },
             })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Calls `f(row, now_ms, msg_id)` on every entry from row `from` to row
+    /// `to` (both included) that has a message id, in order: the ids a
+    /// restart remembers for deduplication.
+    pub fn for_each_msg_id(
+        &self,
+        from: i64,
+        to: i64,
+        mut f: impl FnMut(i64, i64, &str),
+    ) -> Result<u64, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT row, now_ms, msg_id FROM entries
+             WHERE row >= ?1 AND row <= ?2 AND msg_id IS NOT NULL ORDER BY row",
+        )?;
+        let mut rows = stmt.query([from, to])?;
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            let row: i64 = r.get(0)?;
+            let id =
+                r.get_ref(2)?.as_str().map_err(|e| JournalError::Corrupt { row, reason: e.to_string() })?;
+            f(row, r.get(1)?, id);
             n += 1;
         }
         Ok(n)

@@ -73,30 +73,25 @@ pub enum WriterMsg {
     Stop,
 }
 
-/// What a checkpoint stores to restore from: the engine's state and the
-/// message ids still remembered for deduplication, oldest first.
+/// What a checkpoint stores to restore from: the engine's state, and where
+/// in the journal the message ids still remembered for deduplication
+/// begin. The ids themselves are read back from the journal's entries at
+/// start (a million of them would make every checkpoint tens of MB).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct StoredState {
     engine: EngineState,
-    seen: Vec<(String, i64)>,
-}
-
-/// [`StoredState`] as written: the same JSON, from shared ids.
-#[derive(Debug, serde::Serialize)]
-struct StoredStateOut {
-    engine: EngineState,
-    seen: SeenList,
-}
-
-/// The remembered ids with when they were applied, oldest first, sharing
-/// the ids with [`Seen`] (a checkpoint may list a million of them).
-#[derive(Debug)]
-struct SeenList(Vec<(i64, Arc<str>)>);
-
-impl serde::Serialize for SeenList {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|(at, id)| (&**id, *at)))
-    }
+    /// The row of the oldest id remembered (the last row + 1 when none is).
+    #[serde(default)]
+    seen_from_row: Option<i64>,
+    /// Rows from `seen_from_row` on whose message the engine refused: their
+    /// ids are not remembered (a retry is judged again).
+    #[serde(default)]
+    refused_rows: Vec<i64>,
+    /// The ids themselves, as checkpoints before `seen_from_row` stored
+    /// them; such a checkpoint is not restored from (a full replay
+    /// rebuilds the ids with their rows).
+    #[serde(default, skip_serializing)]
+    seen: Option<serde::de::IgnoredAny>,
 }
 
 /// A checkpoint copied from the writer's state, to be rendered and stored
@@ -107,7 +102,7 @@ struct PendingCheckpoint {
     seq: u64,
     now_ms: i64,
     snapshot: eoc_protocol::delta::Snapshot,
-    state: StoredStateOut,
+    state: StoredState,
 }
 
 impl PendingCheckpoint {
@@ -123,13 +118,18 @@ impl PendingCheckpoint {
 }
 
 /// Message ids applied recently, bounded by [`DEDUP_WINDOW_MS`] and
-/// [`DEDUP_MAX`]. Restored with the state at start, then rebuilt from the
-/// journal entries after it.
+/// [`DEDUP_MAX`]: those of the journal's entries the engine applied, in
+/// row order, each inserted with its batch time. So the set is a function
+/// of the journal: at start it is rebuilt by inserting the applied entries
+/// from the oldest row still remembered at the checkpoint
+/// ([`StoredState::seen_from_row`]) on, which evicts exactly what the
+/// running writer evicted.
 #[derive(Debug, Default)]
 struct Seen {
     /// One allocation per id, shared by the map and the order.
     ids: IdMap<Arc<str>, i64>,
-    order: VecDeque<(i64, Arc<str>)>,
+    /// (row, batch time, id), oldest first.
+    order: VecDeque<(i64, i64, Arc<str>)>,
 }
 
 impl Seen {
@@ -137,20 +137,25 @@ impl Seen {
         self.ids.contains_key(id)
     }
 
-    fn insert(&mut self, id: &str, now_ms: i64) {
+    fn insert(&mut self, id: &str, row: i64, now_ms: i64) {
         if !self.ids.contains_key(id) {
             let id: Arc<str> = Arc::from(id);
-            self.ids.insert(id.clone(), now_ms);
-            self.order.push_back((now_ms, id));
+            self.ids.insert(id.clone(), row);
+            self.order.push_back((row, now_ms, id));
         }
-        while let Some((at, _)) = self.order.front() {
+        while let Some((_, at, _)) = self.order.front() {
             if self.order.len() <= DEDUP_MAX && *at > now_ms - DEDUP_WINDOW_MS {
                 break;
             }
-            if let Some((_, old)) = self.order.pop_front() {
+            if let Some((_, _, old)) = self.order.pop_front() {
                 self.ids.remove(&old);
             }
         }
+    }
+
+    /// The row of the oldest id remembered.
+    fn first_row(&self) -> Option<i64> {
+        self.order.front().map(|(row, _, _)| *row)
     }
 }
 
@@ -191,6 +196,9 @@ pub struct Writer {
     /// `None` while the journal thread holds it ([`Writer::run`]).
     journal: Option<Journal>,
     seen: Seen,
+    /// Rows of journalled messages (with an id) the engine refused, from
+    /// the oldest id in `seen` on, oldest first, at most [`DEDUP_MAX`].
+    refused: VecDeque<i64>,
     frames_tx: broadcast::Sender<Arc<Published>>,
     rx: mpsc::Receiver<WriterMsg>,
     stop_tx: Option<mpsc::Sender<WriterMsg>>,
@@ -238,6 +246,7 @@ pub fn start(
         seq,
         journal: Some(journal),
         seen: Seen::default(),
+        refused: VecDeque::new(),
         frames_tx,
         rx,
         stop_tx: Some(writer_tx),
@@ -484,7 +493,12 @@ impl Writer {
     /// Restores the last checkpoint's state into `engine` (fresh), checking
     /// it against the view stored with it. `Some((row, seq))` to replay
     /// after; `None` (engine untouched or put back) for a full replay.
-    fn restore(&mut self, engine: &mut Engine, checkpoint: Option<&Checkpoint>) -> Option<(i64, u64)> {
+    fn restore(
+        &mut self,
+        journal: &Journal,
+        engine: &mut Engine,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Option<(i64, u64)> {
         let c = checkpoint?;
         let json = c.state_json.as_deref()?;
         let stored: StoredState = match serde_json::from_str(json) {
@@ -493,6 +507,13 @@ impl Writer {
                 warn!(row = c.row, error = %err, "the stored state cannot be read; replaying the whole journal");
                 return None;
             }
+        };
+        let Some(seen_from_row) = stored.seen_from_row.filter(|_| stored.seen.is_none()) else {
+            info!(
+                row = c.row,
+                "the stored state lists its message ids the old way; replaying the whole journal"
+            );
+            return None;
         };
         let pristine = engine.clone();
         if let Err(why) = engine.restore(stored.engine) {
@@ -508,8 +529,22 @@ impl Writer {
             *engine = pristine;
             return None;
         }
-        for (id, at_ms) in &stored.seen {
-            self.seen.insert(id, *at_ms);
+        // The remembered ids: the applied entries from the oldest one on.
+        let mut refused = stored.refused_rows.iter().copied().peekable();
+        let (seen, kept) = (&mut self.seen, &mut self.refused);
+        let rebuilt = journal.for_each_msg_id(seen_from_row, c.row, |row, now_ms, id| {
+            while refused.next_if(|&r| r < row).is_some() {}
+            if refused.next_if_eq(&row).is_some() {
+                kept.push_back(row);
+            } else {
+                seen.insert(id, row, now_ms);
+            }
+        });
+        if let Err(err) = rebuilt {
+            warn!(row = c.row, error = %err, "the remembered message ids cannot be read; replaying the whole journal");
+            *engine = pristine;
+            (self.seen, self.refused) = (Seen::default(), VecDeque::new());
+            return None;
         }
         Some((c.row, c.seq))
     }
@@ -531,9 +566,9 @@ impl Writer {
         let checkpoint = journal.last_checkpoint()?;
         let engine_lock = self.engine.clone();
         let mut engine = engine_lock.write().unwrap_or_else(PoisonError::into_inner);
-        let restored = self.restore(&mut engine, checkpoint.as_ref());
+        let restored = self.restore(journal, &mut engine, checkpoint.as_ref());
         let (after, mut seq) = restored.unwrap_or((0, 0));
-        let seen = &mut self.seen;
+        let (seen, refused) = (&mut self.seen, &mut self.refused);
         let (mut last_row, mut last_now_ms) = match (&restored, &checkpoint) {
             (Some(_), Some(c)) => (c.row, c.now_ms),
             _ => (0, 0),
@@ -545,11 +580,15 @@ impl Writer {
         }
         let entries = journal.replay_after(after, |entry| {
             let s = &entry.submission;
-            if let Ok(deltas) = engine.apply(&s.command, &s.by, entry.now_ms) {
-                seq += deltas.len() as u64;
-                if let Some(id) = &s.msg_id {
-                    seen.insert(id, entry.now_ms);
+            match (engine.apply(&s.command, &s.by, entry.now_ms), &s.msg_id) {
+                (Ok(deltas), id) => {
+                    seq += deltas.len() as u64;
+                    if let Some(id) = id {
+                        seen.insert(id, entry.row, entry.now_ms);
+                    }
                 }
+                (Err(_), Some(_)) => remember_refused(refused, entry.row),
+                (Err(_), None) => {}
             }
             (last_row, last_now_ms) = (entry.row, entry.now_ms);
             if let Some(c) = checkpoint.as_ref().filter(|c| c.row == entry.row) {
@@ -675,7 +714,7 @@ impl Writer {
         {
             let mut engine = self.engine.write().unwrap_or_else(PoisonError::into_inner);
             let mut seq = self.seq.load(Ordering::Acquire);
-            for &i in fresh.iter() {
+            for (k, &i) in fresh.iter().enumerate() {
                 let s = &subs[i];
                 let t = Instant::now();
                 let result = engine.apply(&s.command, &s.by, now_ms);
@@ -691,12 +730,17 @@ impl Writer {
                                 delta,
                             });
                         }
-                        if let Some(id) = &s.msg_id {
-                            self.seen.insert(id, now_ms);
+                        if let (Some(id), Some(&row)) = (&s.msg_id, rows.get(k)) {
+                            self.seen.insert(id, row, now_ms);
                         }
                         outcomes.push(Ok(seq));
                     }
-                    Err(problems) => outcomes.push(Err(SubmitError::Rejected(problems))),
+                    Err(problems) => {
+                        if let (Some(_), Some(&row)) = (&s.msg_id, rows.get(k)) {
+                            remember_refused(&mut self.refused, row);
+                        }
+                        outcomes.push(Err(SubmitError::Rejected(problems)));
+                    }
                 }
             }
             self.seq.store(seq, Ordering::Release);
@@ -789,12 +833,21 @@ impl Writer {
             let engine = self.engine.read().unwrap_or_else(PoisonError::into_inner);
             (engine.snapshot(seq, self.last_now_ms), engine.export_state())
         };
+        let seen_from_row = self.seen.first_row().unwrap_or(self.last_row + 1);
+        while self.refused.front().is_some_and(|&r| r < seen_from_row) {
+            self.refused.pop_front();
+        }
         let pending = PendingCheckpoint {
             row: self.last_row,
             seq,
             now_ms: self.last_now_ms,
             snapshot,
-            state: StoredStateOut { engine, seen: SeenList(self.seen.order.iter().cloned().collect()) },
+            state: StoredState {
+                engine,
+                seen_from_row: Some(seen_from_row),
+                refused_rows: self.refused.iter().copied().collect(),
+                seen: None,
+            },
         };
         jobs_tx
             .send(JournalJob::Checkpoint(Box::new(pending)))
@@ -802,6 +855,17 @@ impl Writer {
         self.since_checkpoint = 0;
         Ok(())
     }
+}
+
+/// Notes that the engine refused the journalled message at `row`, keeping
+/// at most [`DEDUP_MAX`] such rows (beyond it the oldest would be taken for
+/// applied by a restart: a retry of it, a day old, would be answered as a
+/// duplicate rather than judged again).
+fn remember_refused(refused: &mut VecDeque<i64>, row: i64) {
+    if refused.len() >= DEDUP_MAX {
+        refused.pop_front();
+    }
+    refused.push_back(row);
 }
 
 /// A submission the writer made up itself (ticks).
@@ -813,14 +877,98 @@ pub fn internal(command: crate::core::engine::Command) -> Submission {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_seen_list_is_written_as_the_stored_state_reads_it() {
+    fn ids(seen: &Seen) -> Vec<(i64, i64, String)> {
+        seen.order.iter().map(|(row, at, id)| (*row, *at, id.to_string())).collect()
+    }
+
+    /// What a restart rebuilds: the applied entries inserted again from the
+    /// oldest row still remembered.
+    fn rebuilt(entries: &[(i64, i64, String)], from_row: i64) -> Seen {
         let mut seen = Seen::default();
-        seen.insert("a-1", 10);
-        seen.insert("b \"quoted\"", 20);
-        seen.insert("a-1", 30);
-        let json = serde_json::to_string(&SeenList(seen.order.iter().cloned().collect())).unwrap();
-        let read: Vec<(String, i64)> = serde_json::from_str(&json).unwrap();
-        assert_eq!(read, vec![("a-1".to_owned(), 10), ("b \"quoted\"".to_owned(), 20)]);
+        for (row, at, id) in entries.iter().filter(|(row, _, _)| *row >= from_row) {
+            seen.insert(id, *row, *at);
+        }
+        seen
+    }
+
+    #[test]
+    fn ids_rebuilt_from_the_oldest_remembered_row_are_the_ids_remembered() {
+        let day = DEDUP_WINDOW_MS;
+        // Rows with gaps (refused or id-less entries), a retry of an id
+        // forgotten a day earlier, and quiet spells that expire ids.
+        let mut entries = Vec::new();
+        let mut row = 0;
+        for (i, at) in
+            [0, 10, 20, day / 2, day - 1, day + 15, day + 16, 3 * day, 3 * day + 1].into_iter().enumerate()
+        {
+            row += 1 + (i as i64 % 3);
+            entries.push((row, at, format!("m-{}", i % 7)));
+        }
+        entries.push((row + 1, 3 * day + 2, "m-0".to_owned()));
+        let mut live = Seen::default();
+        for (k, (row, at, id)) in entries.iter().enumerate() {
+            live.insert(id, *row, *at);
+            let from = live.first_row().unwrap_or(row + 1);
+            let again = rebuilt(&entries[..=k], from);
+            assert_eq!(ids(&again), ids(&live), "after row {row}");
+            assert_eq!(again.ids.len(), live.ids.len());
+        }
+        // The last quiet spell expired all but the two newest ids (the
+        // last entry repeats one of them).
+        assert_eq!(ids(&live).into_iter().map(|(_, _, id)| id).collect::<Vec<_>>(), ["m-0", "m-1"]);
+    }
+
+    #[test]
+    fn ids_beyond_the_cap_are_forgotten_oldest_first_and_stay_forgotten_after_a_rebuild() {
+        let entries: Vec<(i64, i64, String)> =
+            (0..DEDUP_MAX as i64 + 1_000).map(|i| (i + 1, i / 100, format!("m-{i}"))).collect();
+        let mut live = Seen::default();
+        for (row, at, id) in &entries {
+            live.insert(id, *row, *at);
+        }
+        assert_eq!((live.order.len(), live.first_row()), (DEDUP_MAX, Some(1_001)));
+        assert!(!live.contains("m-999") && live.contains("m-1000"));
+        let again = rebuilt(&entries, 1_001);
+        assert_eq!(again.order.len(), DEDUP_MAX);
+        assert!(again.order.iter().zip(&live.order).all(|(a, b)| a == b));
+    }
+
+    #[test]
+    fn refused_rows_are_kept_up_to_the_cap_oldest_dropped_first() {
+        let mut refused = VecDeque::new();
+        for row in 0..DEDUP_MAX as i64 + 3 {
+            remember_refused(&mut refused, row);
+        }
+        assert_eq!(
+            (refused.len(), refused.front(), refused.back()),
+            (DEDUP_MAX, Some(&3), Some(&(DEDUP_MAX as i64 + 2)))
+        );
+    }
+
+    #[test]
+    fn a_stored_state_round_trips_and_one_of_the_old_kind_is_told_apart() {
+        use crate::core::synthetic::{Shape, world};
+        let shape = Shape { villages: 20, sites: 5, teams: 3, clusters: 1, spread_km: 10.0 };
+        let engine = Engine::new(world(shape, 1), crate::core::engine::EngineConfig::default());
+        let state = StoredState {
+            engine: engine.export_state(),
+            seen_from_row: Some(7),
+            refused_rows: vec![9, 12],
+            seen: None,
+        };
+        let json = serde_json::to_string(&state).unwrap();
+        let read: StoredState = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (read.seen_from_row, read.refused_rows, read.seen.is_none()),
+            (Some(7), vec![9, 12], true)
+        );
+
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("seen_from_row");
+        fields.remove("refused_rows");
+        fields.insert("seen".to_owned(), serde_json::json!([["a-1", 10], ["b", 20]]));
+        let read: StoredState = serde_json::from_value(old).unwrap();
+        assert!(read.seen.is_some() && read.seen_from_row.is_none());
     }
 }

@@ -84,6 +84,53 @@ async fn a_start_applies_only_the_entries_after_the_last_stored_state() {
     server.stop().await;
 }
 
+/// Message ids are remembered across a restart from a stored state, whether
+/// they were applied before it (read back from the journal) or after it
+/// (replayed); a message the engine refused is judged again when retried.
+#[tokio::test]
+async fn retries_after_a_restart_are_duplicates_and_a_refused_message_is_judged_again() {
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    config.journal.snapshot_every = 4;
+    let server = Server::start(config.clone()).await;
+    let refused = message(json!({"capacity": 20}));
+    let (status, err) = server.post("/api/v1/sites/s-404/capacity", &refused).await;
+    assert_eq!((status, err["code"].as_str()), (404, Some("unknown")), "{err}");
+    let positions: Vec<_> =
+        (0..10).map(|i| message(json!({"lat": 38.55 + f64::from(i) * 0.001, "lon": 68.7}))).collect();
+    for p in &positions {
+        assert_eq!(server.post("/api/v1/teams/t-1/position", p).await.0, 200);
+    }
+    let before = server.state().await;
+    server.stop().await;
+    // A crash's journal: the last stored state some entries back.
+    let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let last: i64 = journal.query_row("SELECT max(row) FROM checkpoints", [], |r| r.get(0)).unwrap();
+    journal.execute("DELETE FROM checkpoints WHERE row = ?1", [last]).unwrap();
+    drop(journal);
+
+    let server = Server::start(config).await;
+    assert_eq!(server.state().await, before);
+    let (_, ready) = server.get("/readyz").await;
+    assert!(ready["journal"]["restored_from_row"].as_u64().unwrap() >= 4, "{ready}");
+    for p in [&positions[0], &positions[5], &positions[9]] {
+        let (status, again) = server.post("/api/v1/teams/t-1/position", p).await;
+        assert_eq!((status, &again["duplicate"]), (200, &json!(true)), "{again}");
+    }
+    let (status, err) = server.post("/api/v1/sites/s-404/capacity", &refused).await;
+    assert_eq!((status, err["code"].as_str()), (404, Some("unknown")), "{err}");
+    assert_eq!(server.state().await, before, "retries changed nothing");
+    server.stop().await;
+    // The engine judged the refused message twice; each position was
+    // journalled once.
+    let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let count = |id: &str| -> i64 {
+        journal.query_row("SELECT count(*) FROM entries WHERE msg_id = ?1", [id], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(count(refused["id"].as_str().unwrap()), 2);
+    assert!(positions.iter().all(|p| count(p["id"].as_str().unwrap()) == 1));
+}
+
 #[tokio::test]
 async fn an_unacknowledged_task_times_out_and_the_village_is_dispatched_again() {
     let dir = data_dir();
