@@ -340,7 +340,15 @@ export function renderAudit(el, { entries = [], dropped = 0 } = {}) {
             h(
               'td',
               {},
-              h('div', {}, h('strong', {}, e.action), e.target ? ` ${e.target}` : '', h('span', { class: 'muted' }, ` · ${e.edge}`)),
+              h(
+                'div',
+                {},
+                h('strong', {}, e.action),
+                e.target ? ` ${e.target}` : '',
+                // Accepted position reports come summarised, with their count.
+                e.count > 1 ? ` ×${formatNumber(e.count)}` : '',
+                h('span', { class: 'muted' }, ` · ${e.edge}`),
+              ),
               h('div', {}, h('span', { class: `badge outcome-${e.outcome}` }, e.code || e.outcome), ' ', e.reason || ''),
             ),
           ),

@@ -9,7 +9,18 @@
 //! Records hold names, ids, codes and reasons, never a token, password or
 //! message body. Queries ([`Audit::query`]) first wait for every record
 //! handed over before them to be written.
+//!
+//! Accepted position reports, which phones send many times a minute and
+//! which a large earthquake brings in by the tens of thousands a second,
+//! are summarised: while only such records arrive, the writing thread
+//! gathers them for up to [`GATHER`], and the accepted `team_position`
+//! records of one identity for one team among them become one entry with
+//! their `count`, the time and message id of the last. Every other record
+//! is an entry of its own and is written without waiting (a refusal is on
+//! disk before a crash a moment later). Each position itself is in the
+//! journal, with who sent it and when.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,6 +40,13 @@ pub const AUDIT_QUEUE: usize = 65_536;
 
 /// Most records one query returns.
 pub const MAX_QUERY: usize = 5_000;
+
+/// How long the writing thread gathers records before it writes them
+/// (unless a query is waiting or a batch is full).
+pub const GATHER: Duration = Duration::from_millis(100);
+
+/// The action whose accepted records are summarised.
+const SUMMARISED: &str = "team_position";
 
 /// Longest reason kept, in characters.
 const MAX_REASON: usize = 512;
@@ -178,7 +196,8 @@ CREATE TABLE IF NOT EXISTS audit (
     msg_id  TEXT,
     outcome TEXT NOT NULL,
     code    TEXT,
-    reason  TEXT
+    reason  TEXT,
+    count   INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
 CREATE INDEX IF NOT EXISTS audit_by ON audit (by, at_ms);";
@@ -193,6 +212,12 @@ impl Audit {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Trails made before entries were summarised lack the column.
+        let has_count: bool =
+            conn.prepare("SELECT 1 FROM pragma_table_info('audit') WHERE name = 'count'")?.exists([])?;
+        if !has_count {
+            conn.execute_batch("ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;")?;
+        }
         let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
         let keep_ms = i64::from(keep_days) * 24 * 3600 * 1000;
         std::thread::Builder::new()
@@ -239,7 +264,7 @@ fn read(path: &Path, q: &AuditQuery) -> Result<Vec<serde_json::Value>, rusqlite:
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mut stmt = conn.prepare(
-        "SELECT at_ms, by, role, edge, action, target, msg_id, outcome, code, reason FROM audit
+        "SELECT at_ms, by, role, edge, action, target, msg_id, outcome, code, reason, count FROM audit
          WHERE at_ms >= ?1 AND at_ms < ?2 AND (?3 IS NULL OR by = ?3) AND (?4 IS NULL OR outcome = ?4)
            AND (?5 IS NULL OR edge = ?5)
          ORDER BY id DESC LIMIT ?6",
@@ -267,6 +292,7 @@ fn read(path: &Path, q: &AuditQuery) -> Result<Vec<serde_json::Value>, rusqlite:
                 "outcome": r.get::<_, String>(7)?,
                 "code": r.get::<_, Option<String>>(8)?,
                 "reason": r.get::<_, Option<String>>(9)?,
+                "count": r.get::<_, i64>(10)?,
             }))
         },
     )?;
@@ -284,15 +310,32 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, keep_ms: i64) {
     let mut records = Vec::with_capacity(BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.blocking_recv() {
+        let gathering = std::time::Instant::now();
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(r) => records.push(r),
-                Msg::Flush(done) => flushes.push(done),
+        // Any record that is not summarised (a refusal above all) is
+        // written at once, with whatever was gathered before it.
+        let mut urgent = false;
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Record(r) => {
+                        urgent |= summary_key(&r).is_none();
+                        records.push(r);
+                    }
+                    Msg::Flush(done) => flushes.push(done),
+                }
+                if records.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
             }
-            if records.len() < BATCH {
-                next = rx.try_recv().ok();
+            // Gather accepted positions for a while, so a burst of them
+            // becomes a few entries; anything else, a waiting query or a
+            // full batch is written at once.
+            if urgent || !flushes.is_empty() || records.len() >= BATCH || gathering.elapsed() >= GATHER {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(5));
+            next = rx.try_recv().ok();
         }
         if let Err(err) = write_batch(&mut conn, &records) {
             error!(error = %err, records = records.len(), "could not write audit records");
@@ -311,6 +354,42 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, keep_ms: i64) {
     }
 }
 
+/// Who, as what, over which edge, for which team.
+type SummaryKey<'a> = (&'a str, Option<&'static str>, &'static str, Option<&'a str>);
+
+/// The key of a record that is summarised with others like it.
+fn summary_key(r: &AuditRecord) -> Option<SummaryKey<'_>> {
+    (r.outcome == AuditOutcome::Accepted && r.action == SUMMARISED).then_some((
+        r.by.as_str(),
+        r.role,
+        r.edge,
+        r.target.as_deref(),
+    ))
+}
+
+/// The entries of a batch, in order: each record, except that the accepted
+/// position reports of one identity for one team become one entry (at the
+/// last one's place) with their count.
+fn summarise(records: &[Box<AuditRecord>]) -> Vec<(&AuditRecord, i64)> {
+    // Per key: how many, and the index of the last.
+    let mut groups: HashMap<SummaryKey<'_>, (i64, usize), foldhash::fast::RandomState> = HashMap::default();
+    for (i, r) in records.iter().enumerate() {
+        if let Some(k) = summary_key(r) {
+            let g = groups.entry(k).or_insert((0, i));
+            *g = (g.0 + 1, i);
+        }
+    }
+    let mut entries = Vec::with_capacity(records.len().min(groups.len() + 64));
+    for (i, r) in records.iter().enumerate() {
+        match summary_key(r).and_then(|k| groups.get(&k)) {
+            Some(&(count, last)) if last == i => entries.push((&**r, count)),
+            Some(_) => {}
+            None => entries.push((&**r, 1)),
+        }
+    }
+    entries
+}
+
 fn write_batch(conn: &mut Connection, records: &[Box<AuditRecord>]) -> Result<(), rusqlite::Error> {
     if records.is_empty() {
         return Ok(());
@@ -318,10 +397,10 @@ fn write_batch(conn: &mut Connection, records: &[Box<AuditRecord>]) -> Result<()
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO audit (at_ms, by, role, edge, action, target, msg_id, outcome, code, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO audit (at_ms, by, role, edge, action, target, msg_id, outcome, code, reason, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        for r in records {
+        for (r, count) in summarise(records) {
             stmt.execute(params![
                 r.at_ms,
                 r.by,
@@ -332,7 +411,8 @@ fn write_batch(conn: &mut Connection, records: &[Box<AuditRecord>]) -> Result<()
                 r.msg_id,
                 r.outcome.as_str(),
                 r.code,
-                r.reason
+                r.reason,
+                count
             ])?;
         }
     }
@@ -342,6 +422,83 @@ fn write_batch(conn: &mut Connection, records: &[Box<AuditRecord>]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn position(by: &str, team: &str, id: &str, outcome: AuditOutcome) -> Box<AuditRecord> {
+        let mut r = AuditRecord::new(by, Some("responder"), Edge::Mqtt, "team_position", outcome);
+        r.target = Some(team.to_owned());
+        r.msg_id = Some(id.to_owned());
+        Box::new(r)
+    }
+
+    #[test]
+    fn accepted_positions_of_one_identity_and_team_become_one_entry_at_the_last_ones_place() {
+        let records = vec![
+            position("r1", "t-1", "p-1", AuditOutcome::Accepted),
+            position("r1", "t-1", "p-2", AuditOutcome::Accepted),
+            position("r1", "t-1", "p-x", AuditOutcome::Refused),
+            position("r2", "t-2", "q-1", AuditOutcome::Accepted),
+            position("r1", "t-9", "p-9", AuditOutcome::Accepted),
+            position("r1", "t-1", "p-3", AuditOutcome::Accepted),
+            position("r1", "t-1", "p-3", AuditOutcome::Duplicate),
+            Box::new(AuditRecord::new(
+                "r1",
+                Some("responder"),
+                Edge::Mqtt,
+                "team_status",
+                AuditOutcome::Accepted,
+            )),
+        ];
+        let entries: Vec<(&str, &str, i64)> = summarise(&records)
+            .into_iter()
+            .map(|(r, n)| (r.msg_id.as_deref().unwrap_or("-"), r.outcome.as_str(), n))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("p-x", "refused", 1),
+                ("q-1", "accepted", 1),
+                ("p-9", "accepted", 1),
+                ("p-3", "accepted", 3),
+                ("p-3", "duplicate", 1),
+                ("-", "accepted", 1),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trail_from_before_counts_is_opened_and_its_entries_count_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Connection::open(dir.path().join(AUDIT_FILE)).unwrap();
+        let before_counts = SCHEMA.replace(",\n    count   INTEGER NOT NULL DEFAULT 1", "");
+        assert!(!before_counts.contains("count"));
+        old.execute_batch(&before_counts).unwrap();
+        old.execute(
+            "INSERT INTO audit (at_ms, by, edge, action, outcome) VALUES (1, 'old', 'http', 'alert', 'accepted')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let audit = Audit::open(dir.path(), 100_000).unwrap();
+        audit.record(*position("r1", "t-1", "p-1", AuditOutcome::Accepted));
+        let all = audit.query(&AuditQuery { limit: 10, ..AuditQuery::default() }).await.unwrap();
+        let seen: Vec<(&str, i64)> =
+            all.iter().map(|e| (e["by"].as_str().unwrap(), e["count"].as_i64().unwrap())).collect();
+        assert_eq!(seen, [("r1", 1), ("old", 1)]);
+    }
+
+    #[tokio::test]
+    async fn summarised_entries_carry_their_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Audit::open(dir.path(), 90).unwrap();
+        for i in 0..5 {
+            audit.record(*position("r1", "t-1", &format!("p-{i}"), AuditOutcome::Accepted));
+        }
+        let all = audit.query(&AuditQuery { limit: 10, ..AuditQuery::default() }).await.unwrap();
+        // However the thread's batches fell, the counts add up, and the
+        // newest entry names the last message.
+        assert_eq!(all.iter().map(|e| e["count"].as_i64().unwrap()).sum::<i64>(), 5, "{all:?}");
+        assert_eq!(all[0]["msg_id"], "p-4");
+    }
 
     #[tokio::test]
     async fn records_are_queryable_after_a_flush_newest_first() {
