@@ -94,6 +94,7 @@ pub struct Metrics {
     batches: AtomicU64,
     ws_clients: AtomicU64,
     ws_resnapshots: AtomicU64,
+    mqtt_events_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -121,6 +122,11 @@ impl Metrics {
     /// A lagging WebSocket client was sent a fresh snapshot.
     pub fn ws_resnapshot(&self) {
         self.ws_resnapshots.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames the MQTT events feed skipped because it fell behind.
+    pub fn mqtt_events_skipped(&self, frames: u64) {
+        self.mqtt_events_skipped.fetch_add(frames, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition; `queue_depth` is sampled by the caller.
@@ -170,6 +176,12 @@ impl Metrics {
                 "counter",
                 "Fresh snapshots sent to lagging WebSocket clients.",
                 self.ws_resnapshots.load(Ordering::Relaxed),
+            ),
+            (
+                "eoc_mqtt_events_skipped_total",
+                "counter",
+                "Delta frames the MQTT events feed (QoS 0) skipped because it fell behind.",
+                self.mqtt_events_skipped.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, value) in gauges {

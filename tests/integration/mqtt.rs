@@ -7,6 +7,7 @@ use eoc_tests::mosquitto::{
     CONSOLE_USER, Client, Mosquitto, SERVER_USER, mqtt_config, phone_world, wait_mqtt_connected,
 };
 use eoc_tests::{Server, Ws, data_dir, earthquake, message};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 async fn start(broker: &Mosquitto, dir: &tempfile::TempDir) -> Server {
@@ -143,6 +144,85 @@ async fn a_dispatched_team_gets_its_task_and_acknowledges_it_over_mqtt() {
     assert!(v["total"]["people"].as_u64().unwrap() > 0, "{v}");
     assert!(v["districts"].as_array().is_some_and(|d| !d.is_empty()), "{v}");
     assert!(v.get("villages").is_none(), "the summary leaves out villages");
+    server.stop().await;
+}
+
+/// Other systems following `eoc/v1/events` get every frame, in `seq` order;
+/// a burst larger than the frame buffer (four frames here) makes the feed
+/// skip ahead, counting what it skipped, but never holds up a team's task,
+/// and the feed goes on with the newest frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_feed_carries_every_frame_and_a_burst_never_holds_up_a_task() {
+    let dir = data_dir();
+    let broker = Mosquitto::start(dir.path(), &["t-1", "t-2", "gis!viewer"]).unwrap();
+    let mut config = mqtt_config(&broker, dir.path());
+    config.http.fanout_frames = 4;
+    let server = Server::start_with(config, phone_world()).await;
+    wait_mqtt_connected(&server).await;
+    let mut gis = Client::connect(&broker, "gis", "gis", false).await;
+    gis.subscribe("eoc/v1/events").await;
+    let mut phones = Vec::new();
+    for team in ["t-1", "t-2"] {
+        let mut c = Client::connect(&broker, team, &format!("phone-{team}"), true).await;
+        c.subscribe(&format!("eoc/v1/teams/{team}/tasks")).await;
+        phones.push(c);
+    }
+
+    for i in 0..3 {
+        let body = message(json!({"lat": 38.6 + f64::from(i) * 0.001, "lon": 68.8}));
+        assert_eq!(server.post("/api/v1/teams/t-1/position", &body).await.0, 200);
+    }
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        let f = gis.next_on("eoc/v1/events").await.json();
+        assert_eq!((f["type"].as_str(), f["team_id"].as_str()), (Some("team"), Some("t-1")), "{f}");
+        seqs.push(f["seq"].as_u64().unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "every frame, in order: {seqs:?}");
+
+    // A burst of positions, then an alert: a team is sent its task.
+    let server_ref = &server;
+    let statuses: Vec<u16> = futures_util::stream::iter(0..3_000)
+        .map(|i| async move {
+            let body = message(json!({"lat": 38.3 + f64::from(i % 100) * 0.001, "lon": 68.9}));
+            server_ref.post("/api/v1/teams/t-3/position", &body).await.0
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|&s| s == 200));
+    let (status, ack) = server.post("/api/v1/alerts", &earthquake("eq-burst")).await;
+    assert_eq!(status, 200, "{ack}");
+    let alert_seq = ack["seq"].as_u64().unwrap();
+    let (p0, p1) = phones.split_at_mut(1);
+    let task = tokio::select! {
+        m = p0[0].next_where("a task for t-1", |_| true) => m.json(),
+        m = p1[0].next_where("a task for t-2", |_| true) => m.json(),
+    };
+    assert_eq!(task["state"], "assigned", "{task}");
+
+    // The feed went on: frames in increasing order up to the alert's (or
+    // past it, when the feed skipped the alert's own), and every frame it
+    // skipped is counted.
+    let (mut last, mut gaps) = (*seqs.last().unwrap(), 0);
+    loop {
+        let f = gis.next_on("eoc/v1/events").await.json();
+        let seq = f["seq"].as_u64().unwrap();
+        assert!(seq > last, "seq {seq} after {last}");
+        gaps += seq - last - 1;
+        last = seq;
+        if seq >= alert_seq {
+            break;
+        }
+    }
+    let (_, text) = eoc_tests::http(server.addr, "GET", "/metrics", None, &[]).await;
+    let skipped: u64 = text
+        .as_str()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("eoc_mqtt_events_skipped_total ")))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the skip counter");
+    assert!(skipped > 0, "a burst of 3,000 frames through a buffer of 4 skips some");
+    assert!(gaps <= skipped, "{gaps} frames missing on the feed, {skipped} counted as skipped");
     server.stop().await;
 }
 

@@ -27,8 +27,12 @@
 //!   `Unavailable` it does not acknowledge: the broker redelivers the
 //!   message on the next connection, and deduplication by message id makes
 //!   the redelivery harmless.
-//! - The **outbound** task follows the bus and publishes
-//!   ([`outbound::publications`]), plus OwnTracks `setWaypoints` commands.
+//! - The **outbound** task follows the bus and publishes tasks and impact
+//!   summaries ([`outbound::publications`]), plus OwnTracks `setWaypoints`
+//!   commands; if it falls behind it republishes them from the state.
+//! - The **events** task follows the bus on its own and publishes every
+//!   frame on `{prefix}/events` (QoS 0), skipping ahead when it falls
+//!   behind, so the highest-volume topic never holds up a team's task.
 //!
 //! No task ever waits on the connection task while the connection task
 //! waits on it: the connection task waits only on lanes, lanes only on the
@@ -281,8 +285,61 @@ pub fn spawn(
         sites_open: HashMap::new(),
     };
     let frames_rx = bus.subscribe();
+    let events_rx = bus.subscribe();
+    let events_topic = format!("{}/events", config.topic_prefix);
+    tracker.spawn(events_feed(out.client.clone(), bus.clone(), events_rx, events_topic, shutdown.clone()));
     tracker.spawn(out.run(frames_rx, waypoints_due, shutdown));
     Ok(())
+}
+
+/// How often at most the events feed logs that it fell behind.
+const EVENTS_LAG_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Publishes every delta frame on `{prefix}/events` (QoS 0). When it falls
+/// behind the frame buffer it skips ahead: consumers see the gap in `seq`
+/// and re-read the state over HTTP, as for any QoS 0 loss. Skips are
+/// counted in the metrics and logged at most every
+/// [`EVENTS_LAG_LOG_EVERY`].
+async fn events_feed(
+    client: AsyncClient,
+    bus: Bus,
+    mut frames_rx: broadcast::Receiver<Arc<Published>>,
+    topic: String,
+    shutdown: CancellationToken,
+) {
+    let mut skipped_since_log = 0u64;
+    let mut logged: Option<tokio::time::Instant> = None;
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            frame = frames_rx.recv() => frame,
+        };
+        match frame {
+            Ok(published) => {
+                let o = outbound::event(&topic, &published);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = client.publish(o.topic, o.qos, o.retain, o.payload) => {
+                        if let Err(e) = r {
+                            debug!(error = %e, "mqtt event not queued");
+                        }
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                bus.metrics().mqtt_events_skipped(missed);
+                skipped_since_log += missed;
+                if logged.is_none_or(|at| at.elapsed() >= EVENTS_LAG_LOG_EVERY) {
+                    warn!(
+                        skipped = skipped_since_log,
+                        "mqtt events feed fell behind; frames skipped (consumers see the gap in seq)"
+                    );
+                    (skipped_since_log, logged) = (0, Some(tokio::time::Instant::now()));
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// The connection task's state.

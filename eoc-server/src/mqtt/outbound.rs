@@ -9,9 +9,12 @@
 //! `events` is QoS 0: it carries every frame (the highest-volume topic) for
 //! other systems; frames are numbered by `seq`, so a consumer that sees a
 //! gap re-reads the state over HTTP, and the broker never queues the stream
-//! for an absent consumer (`queue_qos0_messages false`). Tasks are QoS 1 so
-//! a phone's persistent session receives its task after being out of
-//! coverage; impacts are retained so a late subscriber sees the latest.
+//! for an absent consumer (`queue_qos0_messages false`). It is published by
+//! a task of its own, which skips what it falls behind on (counted in
+//! `eoc_mqtt_events_skipped_total`), so a burst of positions never delays a
+//! task. Tasks are QoS 1 so a phone's persistent session receives its task
+//! after being out of coverage; impacts are retained so a late subscriber
+//! sees the latest.
 
 use eoc_protocol::PROTOCOL_VERSION;
 use eoc_protocol::delta::{Delta, ExposureSummary, TaskView};
@@ -63,35 +66,36 @@ pub fn task_publication(prefix: &str, task: &TaskView) -> Option<Outgoing> {
     })
 }
 
-/// Every publication one frame makes, in the order to make them (the frame
-/// on `events` last, so a system following both sees the specific topic
-/// first).
+/// The publications one frame makes on the task and impact topics (none
+/// for most frames).
 pub fn publications(prefix: &str, published: &Published) -> Vec<Outgoing> {
     let frame = &published.frame;
-    let mut out = Vec::with_capacity(2);
     match &frame.delta {
-        Delta::Task(task) => out.extend(task_publication(prefix, task)),
-        Delta::Impact(impact) => out.push(Outgoing {
+        Delta::Task(task) => task_publication(prefix, task).into_iter().collect(),
+        Delta::Impact(impact) => vec![Outgoing {
             topic: format!("{prefix}/alerts/{}/impact", impact.alert_id),
             qos: QoS::AtLeastOnce,
             retain: true,
             payload: impact_summary(&impact.alert_id, frame.seq, frame.server_ts_ms, &impact.summary),
-        }),
-        Delta::Allocation(update) => out.push(Outgoing {
+        }],
+        Delta::Allocation(update) => vec![Outgoing {
             topic: format!("{prefix}/alerts/{}/impact", update.alert_id),
             qos: QoS::AtLeastOnce,
             retain: true,
             payload: impact_summary(&update.alert_id, frame.seq, frame.server_ts_ms, &update.summary),
-        }),
-        Delta::Alert(_) | Delta::Site(_) | Delta::Team(_) | Delta::Event(_) => {}
+        }],
+        Delta::Alert(_) | Delta::Site(_) | Delta::Team(_) | Delta::Event(_) => Vec::new(),
     }
-    out.push(Outgoing {
-        topic: format!("{prefix}/events"),
+}
+
+/// The frame on `{prefix}/events`, as sent over WebSocket.
+pub fn event(events_topic: &str, published: &Published) -> Outgoing {
+    Outgoing {
+        topic: events_topic.to_owned(),
         qos: QoS::AtMostOnce,
         retain: false,
         payload: published.json.to_string(),
-    });
-    out
+    }
 }
 
 #[cfg(test)]
@@ -129,10 +133,10 @@ mod tests {
     #[test]
     fn assigned_and_later_tasks_go_to_their_team_but_proposals_do_not() {
         let out = publications("eoc/v1", &frame(5, Delta::Task(task(TaskState::Proposed))));
-        assert_eq!(out.iter().map(|o| o.topic.as_str()).collect::<Vec<_>>(), ["eoc/v1/events"]);
+        assert!(out.is_empty(), "{out:?}");
         for state in [TaskState::Assigned, TaskState::Acknowledged, TaskState::Cancelled] {
             let out = publications("eoc/v1", &frame(6, Delta::Task(task(state))));
-            assert_eq!(out.len(), 2);
+            assert_eq!(out.len(), 1);
             assert_eq!(
                 (out[0].topic.as_str(), out[0].qos, out[0].retain),
                 ("eoc/v1/teams/react-1/tasks", QoS::AtLeastOnce, false)
@@ -186,9 +190,9 @@ mod tests {
                 text: "t".into(),
             }),
         );
-        let out = publications("p", &f);
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].topic.as_str(), out[0].qos, out[0].retain), ("p/events", QoS::AtMostOnce, false));
-        assert_eq!(out[0].payload, &*f.json);
+        assert!(publications("p", &f).is_empty());
+        let out = event("p/events", &f);
+        assert_eq!((out.topic.as_str(), out.qos, out.retain), ("p/events", QoS::AtMostOnce, false));
+        assert_eq!(out.payload, &*f.json);
     }
 }
