@@ -3,8 +3,8 @@
 //! available ones), from a point.
 //!
 //! Every role may ask, as for `GET /api/v1/sites` and `/teams`. The query
-//! string is read by hand so that each bad parameter gets the API's JSON
-//! error naming it (axum's `Query` answers plain text). The answer is
+//! string is read by [`eoc_protocol::query`] so that each bad parameter
+//! gets the API's JSON error naming it (axum's `Query` answers plain text). The answer is
 //! built from the engine under the shared read lock and serialised there,
 //! borrowing names and ids rather than copying them.
 
@@ -15,26 +15,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use eoc_protocol::query::{NearestSite, NearestSites, NearestTeam, NearestTeams};
-use eoc_protocol::types::Skill;
+use eoc_protocol::query::{self, NearestSite, NearestSites, NearestTeam, NearestTeams};
 
 use crate::api::{AppState, Error};
 use crate::core::geo::LatLon;
 use crate::core::nearest::{SiteQuery, TeamQuery, nearest_sites, nearest_teams};
 
-/// Most results one query returns: enough for any operator's list, and it
-/// bounds the work and the answer (about 200 bytes per site).
-pub const MAX_K: usize = 100;
-
-/// Results when `k` is not given.
-pub const DEFAULT_K: usize = 5;
-
-/// Largest `radius_m`: half the Earth's circumference (≈ 20,015 km) covers
-/// the whole globe, so a larger radius is a mistake.
-pub const MAX_RADIUS_M: f64 = 20_100_000.0;
-
-/// Largest `room`: more than any site holds.
-pub const MAX_ROOM: u32 = 1_000_000;
+pub use eoc_protocol::query::{DEFAULT_K, MAX_K, MAX_RADIUS_M, MAX_ROOM};
 
 /// The nearest-query routes, merged into `/api/v1`. Static segments win
 /// over `/sites/{id}` and `/teams/{id}` in axum's router.
@@ -102,138 +89,46 @@ fn json_response(body: Result<Vec<u8>, serde_json::Error>) -> Result<Response, E
 
 // ---- the query string ---------------------------------------------------
 
-fn bad(code: &str, field: &str, message: String) -> Error {
-    Error::new(StatusCode::BAD_REQUEST, code, field, message)
+fn refused(problems: eoc_protocol::validate::Problems) -> Error {
+    Error::problems(StatusCode::BAD_REQUEST, problems)
 }
 
-/// The values of the parameters `names` in `query`, in that order; an
-/// unknown or repeated parameter is an error naming it.
-fn params<'q, const N: usize>(query: &'q str, names: [&str; N]) -> Result<[Option<Cow<'q, str>>; N], Error> {
-    let mut out: [Option<Cow<'q, str>>; N] = std::array::from_fn(|_| None);
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let Some(i) = names.iter().position(|n| *n == key) else {
-            let key: String = key.chars().take(64).collect();
-            return Err(bad(
-                "not_allowed",
-                &key,
-                format!("unknown parameter {key:?}, expected one of {}", names.join(", ")),
-            ));
-        };
-        if out[i].is_some() {
-            return Err(bad("conflict", names[i], format!("{} is given more than once", names[i])));
-        }
-        out[i] = Some(value);
-    }
-    Ok(out)
+fn at(lat: f64, lon: f64) -> Result<LatLon, Error> {
+    LatLon::new(lat, lon)
+        .map_err(|err| Error::new(StatusCode::BAD_REQUEST, "out_of_range", "lat", err.to_string()))
 }
 
-/// A finite number.
-fn number(field: &str, text: &str) -> Result<f64, Error> {
-    let x: f64 = text.trim().parse().map_err(|_| {
-        let shown: String = text.chars().take(32).collect();
-        bad("invalid_type", field, format!("{field} {shown:?} is not a number"))
-    })?;
-    if !x.is_finite() {
-        return Err(bad("not_finite", field, format!("{field} must be a finite number")));
-    }
-    Ok(x)
-}
-
-/// The required point `lat`, `lon`.
-fn point(lat: Option<&str>, lon: Option<&str>) -> Result<LatLon, Error> {
-    let lat = number("lat", lat.ok_or_else(|| bad("required", "lat", "lat is required".to_owned()))?)?;
-    let lon = number("lon", lon.ok_or_else(|| bad("required", "lon", "lon is required".to_owned()))?)?;
-    if !(-90.0..=90.0).contains(&lat) {
-        return Err(bad("out_of_range", "lat", format!("latitude {lat} is not within -90..90")));
-    }
-    if !(-180.0..=180.0).contains(&lon) {
-        return Err(bad("out_of_range", "lon", format!("longitude {lon} is not within -180..180")));
-    }
-    LatLon::new(lat, lon).map_err(|err| bad("out_of_range", "lat", err.to_string()))
-}
-
-/// An integer in `lo..=hi`.
-fn integer(field: &str, text: &str, lo: u64, hi: u64) -> Result<u64, Error> {
-    let n: u64 = text.trim().parse().map_err(|_| {
-        let shown: String = text.chars().take(32).collect();
-        bad("invalid_type", field, format!("{field} {shown:?} is not an integer within {lo}..{hi}"))
-    })?;
-    if !(lo..=hi).contains(&n) {
-        return Err(bad("out_of_range", field, format!("{field} {n} is not within {lo}..{hi}")));
-    }
-    Ok(n)
-}
-
-fn k_param(text: Option<&str>) -> Result<usize, Error> {
-    text.map_or(Ok(DEFAULT_K), |t| integer("k", t, 1, MAX_K as u64).map(|k| k as usize))
-}
-
-fn radius_param(text: Option<&str>) -> Result<Option<f64>, Error> {
-    text.map(|t| {
-        let r = number("radius_m", t)?;
-        if r > 0.0 && r <= MAX_RADIUS_M {
-            Ok(r)
-        } else {
-            Err(bad(
-                "out_of_range",
-                "radius_m",
-                format!("radius_m {r} is not within 0 (excluded)..{MAX_RADIUS_M}"),
-            ))
-        }
-    })
-    .transpose()
-}
-
-fn flag(field: &str, text: Option<&str>) -> Result<bool, Error> {
-    match text {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => {
-            let shown: String = other.chars().take(32).collect();
-            Err(bad("invalid_type", field, format!("{field} {shown:?} is not true or false")))
-        }
-    }
-}
-
-/// Reads the parameters of `GET /api/v1/sites/nearest`.
+/// Reads the parameters of `GET /api/v1/sites/nearest`
+/// ([`eoc_protocol::query::site_params`]).
 pub fn site_query(query: &str) -> Result<SiteQuery, Error> {
-    let [lat, lon, k, room, radius_m, include_closed] =
-        params(query, ["lat", "lon", "k", "room", "radius_m", "include_closed"])?;
-    let at = point(lat.as_deref(), lon.as_deref())?;
-    let k = k_param(k.as_deref())?;
-    let include_closed = flag("include_closed", include_closed.as_deref())?;
-    // A closed or full site has no free place: listing them means not
-    // asking for room, unless the caller says otherwise.
-    let room = match room.as_deref() {
-        None => u32::from(!include_closed),
-        Some(t) => integer("room", t, 0, u64::from(MAX_ROOM))? as u32,
-    };
-    let radius_m = radius_param(radius_m.as_deref())?;
-    Ok(SiteQuery { at, k, room, include_closed, radius_m })
+    let p = query::site_params(query).map_err(refused)?;
+    Ok(SiteQuery {
+        at: at(p.lat, p.lon)?,
+        k: p.k,
+        room: p.room,
+        include_closed: p.include_closed,
+        radius_m: p.radius_m,
+    })
 }
 
-/// Reads the parameters of `GET /api/v1/teams/nearest`.
+/// Reads the parameters of `GET /api/v1/teams/nearest`
+/// ([`eoc_protocol::query::team_params`]).
 pub fn team_query(query: &str) -> Result<TeamQuery, Error> {
-    let [lat, lon, k, skill, available, radius_m] =
-        params(query, ["lat", "lon", "k", "skill", "available", "radius_m"])?;
-    let at = point(lat.as_deref(), lon.as_deref())?;
-    let k = k_param(k.as_deref())?;
-    let skill = skill
-        .as_deref()
-        .map(|t| {
-            t.parse::<Skill>().map_err(|err| {
-                let expected = err.expected.join(", ");
-                bad("invalid_type", "skill", format!("skill {:?} is not one of {expected}", err.value))
-            })
-        })
-        .transpose()?;
-    let available_only = flag("available", available.as_deref())?;
-    let radius_m = radius_param(radius_m.as_deref())?;
-    Ok(TeamQuery { at, k, skill, available_only, radius_m })
+    let p = query::team_params(query).map_err(refused)?;
+    Ok(TeamQuery {
+        at: at(p.lat, p.lon)?,
+        k: p.k,
+        skill: p.skill,
+        available_only: p.available_only,
+        radius_m: p.radius_m,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use eoc_protocol::query::MAX_QUERY_BYTES;
+    use eoc_protocol::types::Skill;
+
     use super::*;
 
     /// `Ok(())` or the (code, field) of the error.
@@ -267,6 +162,17 @@ mod tests {
         assert_eq!((q.include_closed, q.room), (true, 0), "closed sites have no room, so none is asked");
         let q = sites_check("lat=-90&lon=180&include_closed=true&room=3").unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!((q.include_closed, q.room), (true, 3));
+    }
+
+    #[test]
+    fn a_query_string_past_the_bound_is_refused_before_it_is_read() {
+        let padding = "0".repeat(MAX_QUERY_BYTES);
+        let long = format!("lat=38.{padding}&lon=68.8");
+        assert_eq!(sites_check(&long).unwrap_err(), err("too_large", ""));
+        assert_eq!(teams_check(&long).unwrap_err(), err("too_large", ""));
+        let at_bound = format!("lat=38.{}&lon=68.8", &padding[..MAX_QUERY_BYTES - 16]);
+        assert_eq!(at_bound.len(), MAX_QUERY_BYTES);
+        assert!(sites_check(&at_bound).is_ok());
     }
 
     #[test]
