@@ -92,21 +92,29 @@ async fn a_lagging_client_gets_a_fresh_snapshot() {
     let (status, _) =
         server.post("/api/v1/teams/t-3/position", &message(json!({"lat": 38.41, "lon": 68.61}))).await;
     assert_eq!(status, 200);
-    // (On a loaded machine the two-frame buffer may overflow again, on the
-    // ticker's frames: a newer snapshot then carries the position.)
-    let mut snapshot = snapshot;
+    // Every frame after the snapshot follows the one before it (the ticker
+    // may publish one ahead of the position); on a loaded machine the
+    // two-frame buffer may overflow again, and a newer snapshot then
+    // carries the position.
+    let mut last = snapshot["seq"].as_u64().unwrap();
     loop {
-        let frame = ws.until(|f| f["type"] == "team" || f["type"] == "snapshot").await;
-        if frame["type"] == "team" {
-            assert_eq!(frame["seq"].as_u64(), Some(snapshot["seq"].as_u64().unwrap() + 1));
+        let frame = ws.next().await;
+        let Some(seq) = frame["seq"].as_u64() else { continue };
+        if frame["type"] == "snapshot" {
+            let moved =
+                frame["teams"].as_array().unwrap().iter().any(|t| t["team_id"] == "t-3" && t["lat"] == 38.41);
+            if moved {
+                break;
+            }
+            last = seq;
+            continue;
+        }
+        assert_eq!(seq, last + 1, "no frame is skipped after a snapshot: {frame}");
+        last = seq;
+        if frame["type"] == "team" && frame["team_id"] == "t-3" {
+            assert_eq!(frame["lat"], 38.41);
             break;
         }
-        let moved =
-            frame["teams"].as_array().unwrap().iter().any(|t| t["team_id"] == "t-3" && t["lat"] == 38.41);
-        if moved {
-            break;
-        }
-        snapshot = frame;
     }
     ws.close().await;
     server.stop().await;
