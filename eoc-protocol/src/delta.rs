@@ -286,13 +286,21 @@ pub struct TeamView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy_m: Option<f64>,
     /// When the last position was taken.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::rfc3339::serialize_option"
+    )]
     pub position_at: Option<DateTime<Utc>>,
     /// Phone battery, percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_pct: Option<f64>,
     /// When the team was last heard from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::rfc3339::serialize_option"
+    )]
     pub last_seen: Option<DateTime<Utc>>,
     /// The team's active task, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

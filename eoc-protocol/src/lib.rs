@@ -28,6 +28,7 @@ pub mod messages;
 pub mod osmand;
 pub mod owntracks;
 pub mod query;
+pub mod rfc3339;
 pub mod scenario;
 pub mod schema;
 pub mod types;

@@ -29,6 +29,7 @@ pub struct Envelope {
     pub id: String,
     /// When the sender made the message (RFC 3339 with offset). At most
     /// five minutes in the future of the server's clock.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub ts: DateTime<Utc>,
 }
 
@@ -127,7 +128,11 @@ pub struct TeamPositionMsg {
     pub accuracy_m: Option<f64>,
     /// When the fix was taken; default `ts`. Same rules as `ts`. A fix older than the one held
     /// does not move the team back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::rfc3339::serialize_option"
+    )]
     pub at: Option<DateTime<Utc>>,
     /// Phone battery, percent 0..100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
