@@ -233,21 +233,19 @@ impl Journal {
         from: i64,
         to: i64,
         mut f: impl FnMut(i64, i64, &str),
-    ) -> Result<u64, JournalError> {
+    ) -> Result<(), JournalError> {
         let mut stmt = self.conn.prepare(
             "SELECT row, now_ms, msg_id FROM entries
              WHERE row >= ?1 AND row <= ?2 AND msg_id IS NOT NULL ORDER BY row",
         )?;
         let mut rows = stmt.query([from, to])?;
-        let mut n = 0;
         while let Some(r) = rows.next()? {
             let row: i64 = r.get(0)?;
             let id =
                 r.get_ref(2)?.as_str().map_err(|e| JournalError::Corrupt { row, reason: e.to_string() })?;
             f(row, r.get(1)?, id);
-            n += 1;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Stores the snapshot reached after `row`.

@@ -13,7 +13,7 @@
 //! N is committed, batch N-1 (already durable) is applied and answered
 //! ([`Writer::run`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -126,21 +126,21 @@ impl PendingCheckpoint {
 /// running writer evicted.
 #[derive(Debug, Default)]
 struct Seen {
-    /// One allocation per id, shared by the map and the order.
-    ids: IdMap<Arc<str>, i64>,
+    /// One allocation per id, shared by the set and the order.
+    ids: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// (row, batch time, id), oldest first.
     order: VecDeque<(i64, i64, Arc<str>)>,
 }
 
 impl Seen {
     fn contains(&self, id: &str) -> bool {
-        self.ids.contains_key(id)
+        self.ids.contains(id)
     }
 
     fn insert(&mut self, id: &str, row: i64, now_ms: i64) {
-        if !self.ids.contains_key(id) {
+        if !self.ids.contains(id) {
             let id: Arc<str> = Arc::from(id);
-            self.ids.insert(id.clone(), row);
+            self.ids.insert(id.clone());
             self.order.push_back((row, now_ms, id));
         }
         while let Some((_, at, _)) = self.order.front() {
