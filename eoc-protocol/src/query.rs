@@ -132,12 +132,6 @@ pub struct TeamParams {
     pub radius_m: Option<f64>,
 }
 
-fn bad(code: &str, field: &str, message: String) -> Problems {
-    let mut p = Problems::default();
-    p.push(code, field, message);
-    p
-}
-
 /// The values of the parameters `names` in `query`, in that order; an
 /// unknown or repeated parameter, or a query string over
 /// [`MAX_QUERY_BYTES`], is an error naming it.
@@ -146,7 +140,7 @@ fn params<'q, const N: usize>(
     names: [&str; N],
 ) -> Result<[Option<Cow<'q, str>>; N], Problems> {
     if query.len() > MAX_QUERY_BYTES {
-        return Err(bad(
+        return Err(Problems::one(
             "too_large",
             "",
             format!("the query string is {} bytes, the limit is {MAX_QUERY_BYTES}", query.len()),
@@ -156,14 +150,14 @@ fn params<'q, const N: usize>(
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let Some(i) = names.iter().position(|n| *n == key) else {
             let key: String = key.chars().take(64).collect();
-            return Err(bad(
+            return Err(Problems::one(
                 "not_allowed",
                 &key,
                 format!("unknown parameter {key:?}, expected one of {}", names.join(", ")),
             ));
         };
         if out[i].is_some() {
-            return Err(bad("conflict", names[i], format!("{} is given more than once", names[i])));
+            return Err(Problems::one("conflict", names[i], format!("{} is given more than once", names[i])));
         }
         out[i] = Some(value);
     }
@@ -174,23 +168,25 @@ fn params<'q, const N: usize>(
 fn number(field: &str, text: &str) -> Result<f64, Problems> {
     let x: f64 = text.trim().parse().map_err(|_| {
         let shown: String = text.chars().take(32).collect();
-        bad("invalid_type", field, format!("{field} {shown:?} is not a number"))
+        Problems::one("invalid_type", field, format!("{field} {shown:?} is not a number"))
     })?;
     if !x.is_finite() {
-        return Err(bad("not_finite", field, format!("{field} must be a finite number")));
+        return Err(Problems::one("not_finite", field, format!("{field} must be a finite number")));
     }
     Ok(x)
 }
 
 /// The required point `lat`, `lon`.
 fn point(lat: Option<&str>, lon: Option<&str>) -> Result<(f64, f64), Problems> {
-    let lat = number("lat", lat.ok_or_else(|| bad("required", "lat", "lat is required".to_owned()))?)?;
-    let lon = number("lon", lon.ok_or_else(|| bad("required", "lon", "lon is required".to_owned()))?)?;
+    let lat =
+        number("lat", lat.ok_or_else(|| Problems::one("required", "lat", "lat is required".to_owned()))?)?;
+    let lon =
+        number("lon", lon.ok_or_else(|| Problems::one("required", "lon", "lon is required".to_owned()))?)?;
     if !(-90.0..=90.0).contains(&lat) {
-        return Err(bad("out_of_range", "lat", format!("latitude {lat} is not within -90..90")));
+        return Err(Problems::one("out_of_range", "lat", format!("latitude {lat} is not within -90..90")));
     }
     if !(-180.0..=180.0).contains(&lon) {
-        return Err(bad("out_of_range", "lon", format!("longitude {lon} is not within -180..180")));
+        return Err(Problems::one("out_of_range", "lon", format!("longitude {lon} is not within -180..180")));
     }
     Ok((lat, lon))
 }
@@ -199,10 +195,10 @@ fn point(lat: Option<&str>, lon: Option<&str>) -> Result<(f64, f64), Problems> {
 fn integer(field: &str, text: &str, lo: u64, hi: u64) -> Result<u64, Problems> {
     let n: u64 = text.trim().parse().map_err(|_| {
         let shown: String = text.chars().take(32).collect();
-        bad("invalid_type", field, format!("{field} {shown:?} is not an integer within {lo}..{hi}"))
+        Problems::one("invalid_type", field, format!("{field} {shown:?} is not an integer within {lo}..{hi}"))
     })?;
     if !(lo..=hi).contains(&n) {
-        return Err(bad("out_of_range", field, format!("{field} {n} is not within {lo}..{hi}")));
+        return Err(Problems::one("out_of_range", field, format!("{field} {n} is not within {lo}..{hi}")));
     }
     Ok(n)
 }
@@ -217,7 +213,7 @@ fn radius_param(text: Option<&str>) -> Result<Option<f64>, Problems> {
         if r > 0.0 && r <= MAX_RADIUS_M {
             Ok(r)
         } else {
-            Err(bad(
+            Err(Problems::one(
                 "out_of_range",
                 "radius_m",
                 format!("radius_m {r} is not within 0 (excluded)..{MAX_RADIUS_M}"),
@@ -233,7 +229,7 @@ fn flag(field: &str, text: Option<&str>) -> Result<bool, Problems> {
         Some("true") => Ok(true),
         Some(other) => {
             let shown: String = other.chars().take(32).collect();
-            Err(bad("invalid_type", field, format!("{field} {shown:?} is not true or false")))
+            Err(Problems::one("invalid_type", field, format!("{field} {shown:?} is not true or false")))
         }
     }
 }
@@ -268,7 +264,11 @@ pub fn team_params(query: &str) -> Result<TeamParams, Problems> {
         .map(|t| {
             t.parse::<Skill>().map_err(|err| {
                 let expected = err.expected.join(", ");
-                bad("invalid_type", "skill", format!("skill {:?} is not one of {expected}", err.value))
+                Problems::one(
+                    "invalid_type",
+                    "skill",
+                    format!("skill {:?} is not one of {expected}", err.value),
+                )
             })
         })
         .transpose()?;

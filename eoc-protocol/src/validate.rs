@@ -48,6 +48,13 @@ pub struct Problems {
 }
 
 impl Problems {
+    /// Problems holding just this one.
+    pub fn one(code: &str, field: impl Into<String>, message: impl Into<String>) -> Problems {
+        let mut p = Problems::default();
+        p.push(code, field, message);
+        p
+    }
+
     /// Records a problem.
     pub fn push(&mut self, code: &str, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError { code: code.to_owned(), field: field.into(), message: message.into() });

@@ -54,16 +54,10 @@ pub(crate) struct Document {
     pub namespace: &'static str,
 }
 
-fn one(code: &str, field: impl Into<String>, message: impl Into<String>) -> Problems {
-    let mut p = Problems::default();
-    p.push(code, field, message);
-    p
-}
-
 /// Reads a document into a tree, bounded in size, depth and element count.
 pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
     if bytes.len() > MAX_CAP_BYTES {
-        return Err(one(
+        return Err(Problems::one(
             "too_large",
             "",
             format!("cap document is {} bytes, the limit is {MAX_CAP_BYTES}", bytes.len()),
@@ -73,7 +67,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
     // is tolerated.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        one(
+        Problems::one(
             "invalid_encoding",
             "",
             format!("cap document is not utf-8: invalid byte at {}", err.valid_up_to()),
@@ -95,7 +89,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
             Ok(next) => next,
             Err(err) => {
                 let why = clip(&lowercase(&err), ERROR_CHARS);
-                return Err(one(
+                return Err(Problems::one(
                     "invalid_xml",
                     "",
                     format!("malformed xml at byte {}: {why}", reader.error_position()),
@@ -104,7 +98,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
         };
         match event {
             Event::DocType(_) => {
-                return Err(one(
+                return Err(Problems::one(
                     "doctype_not_allowed",
                     "",
                     format!(
@@ -113,7 +107,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                 ));
             }
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
-                return Err(one("invalid_xml", "", format!("a second root element at byte {at}")));
+                return Err(Problems::one("invalid_xml", "", format!("a second root element at byte {at}")));
             }
             Event::Start(start) => {
                 let element = open(&start, resolved, &stack, &mut namespace, &mut elements, at)?;
@@ -133,7 +127,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                 if let Some(open) = stack.last_mut() {
                     open.text.push_str(&t.xml10_content());
                 } else if !t.xml10_content().trim().is_empty() {
-                    return Err(one(
+                    return Err(Problems::one(
                         "invalid_xml",
                         "",
                         format!("text outside the root element at byte {at}"),
@@ -144,7 +138,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                 if let Some(open) = stack.last_mut() {
                     open.text.push_str(&t.xml10_content());
                 } else {
-                    return Err(one(
+                    return Err(Problems::one(
                         "invalid_xml",
                         "",
                         format!("cdata outside the root element at byte {at}"),
@@ -157,7 +151,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                     match r.resolve_char_ref() {
                         Ok(Some(c)) => c,
                         _ => {
-                            return Err(one(
+                            return Err(Problems::one(
                                 "invalid_xml",
                                 path_of(&stack),
                                 format!(
@@ -175,7 +169,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                         "apos" => '\'',
                         "quot" => '"',
                         _ => {
-                            return Err(one(
+                            return Err(Problems::one(
                                 "entity_not_allowed",
                                 path_of(&stack),
                                 format!(
@@ -189,7 +183,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                 match stack.last_mut() {
                     Some(open) => open.text.push(ch),
                     None => {
-                        return Err(one(
+                        return Err(Problems::one(
                             "invalid_xml",
                             "",
                             format!("reference outside the root element at byte {at}"),
@@ -201,7 +195,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
                 if let Some(Ok(enc)) = decl.encoding() {
                     let enc = enc.to_ascii_lowercase();
                     if enc != "utf-8" && enc != "utf8" {
-                        return Err(one(
+                        return Err(Problems::one(
                             "invalid_encoding",
                             "",
                             format!(
@@ -217,13 +211,17 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Document, Problems> {
         }
     }
     if !stack.is_empty() {
-        return Err(one("invalid_xml", path_of(&stack), "document ends before its elements are closed"));
+        return Err(Problems::one(
+            "invalid_xml",
+            path_of(&stack),
+            "document ends before its elements are closed",
+        ));
     }
     let Some(root) = root else {
-        return Err(one("invalid_xml", "", "document has no root element"));
+        return Err(Problems::one("invalid_xml", "", "document has no root element"));
     };
     let Some(namespace) = namespace else {
-        return Err(one(
+        return Err(Problems::one(
             "not_cap",
             "",
             format!(
@@ -246,10 +244,14 @@ fn open(
 ) -> Result<Element, Problems> {
     *elements += 1;
     if *elements > MAX_ELEMENTS {
-        return Err(one("too_many", "", format!("cap document has more than {MAX_ELEMENTS} elements")));
+        return Err(Problems::one(
+            "too_many",
+            "",
+            format!("cap document has more than {MAX_ELEMENTS} elements"),
+        ));
     }
     if stack.len() + 1 > MAX_DEPTH {
-        return Err(one(
+        return Err(Problems::one(
             "too_deep",
             path_of(stack),
             format!("elements are nested more than {MAX_DEPTH} deep at byte {at}"),
@@ -257,7 +259,7 @@ fn open(
     }
     let chars = start.name().as_ref().chars().count();
     if chars > MAX_NAME_CHARS {
-        return Err(one(
+        return Err(Problems::one(
             "too_long",
             path_of(stack),
             format!("an element name at byte {at} is {chars} characters, at most {MAX_NAME_CHARS} are read"),
@@ -269,7 +271,7 @@ fn open(
             let uri = ns.as_ref().to_owned();
             let chars = uri.chars().count();
             if chars > MAX_NAMESPACE_CHARS {
-                return Err(one(
+                return Err(Problems::one(
                     "too_long",
                     path_of(stack),
                     format!(
@@ -285,7 +287,7 @@ fn open(
         }
         ResolveResult::Unbound => Ns::None,
         ResolveResult::Unknown(prefix) => {
-            return Err(one(
+            return Err(Problems::one(
                 "invalid_xml",
                 path_of(stack),
                 format!("element {name:?} at byte {at} uses the undeclared prefix {prefix:?}"),
@@ -298,7 +300,7 @@ fn open(
 /// The two CAP namespaces must not be mixed in one document.
 fn cap_ns(held: &mut Option<&'static str>, this: &'static str, uri: &str, at: u64) -> Result<Ns, Problems> {
     match held {
-        Some(h) if *h != this => Err(one(
+        Some(h) if *h != this => Err(Problems::one(
             "invalid_namespace",
             "",
             format!("element at byte {at} is in {uri} but the document uses {h}"),
