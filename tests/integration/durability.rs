@@ -3,6 +3,15 @@
 use eoc_tests::{Server, data_dir, earthquake, message, test_config};
 use serde_json::json;
 
+/// Takes the shutdown's checkpoint away from the journal in `data_dir`: the
+/// journal as a crash leaves it, with the last stored state some entries
+/// back.
+fn drop_last_checkpoint(data_dir: &std::path::Path) {
+    let journal = rusqlite::Connection::open(data_dir.join("journal.sqlite")).unwrap();
+    let last: i64 = journal.query_row("SELECT max(row) FROM checkpoints", [], |r| r.get(0)).unwrap();
+    journal.execute("DELETE FROM checkpoints WHERE row = ?1", [last]).unwrap();
+}
+
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_gives_the_same_state() {
     let dir = data_dir();
@@ -57,13 +66,8 @@ async fn a_start_applies_only_the_entries_after_the_last_stored_state() {
     let task_id = tasks["tasks"][0]["task_id"].as_str().unwrap().to_owned();
     assert_eq!(server.post(&format!("/api/v1/tasks/{task_id}/ack"), &message(json!({}))).await.0, 200);
     let before = server.state().await;
-    // Then take the shutdown's checkpoint away: the journal as a crash
-    // leaves it, with the last stored state some entries back.
     server.stop().await;
-    let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
-    let last: i64 = journal.query_row("SELECT max(row) FROM checkpoints", [], |r| r.get(0)).unwrap();
-    journal.execute("DELETE FROM checkpoints WHERE row = ?1", [last]).unwrap();
-    drop(journal);
+    drop_last_checkpoint(dir.path());
 
     let server = Server::start(config).await;
     assert_eq!(server.state().await, before);
@@ -103,11 +107,7 @@ async fn retries_after_a_restart_are_duplicates_and_a_refused_message_is_judged_
     }
     let before = server.state().await;
     server.stop().await;
-    // A crash's journal: the last stored state some entries back.
-    let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
-    let last: i64 = journal.query_row("SELECT max(row) FROM checkpoints", [], |r| r.get(0)).unwrap();
-    journal.execute("DELETE FROM checkpoints WHERE row = ?1", [last]).unwrap();
-    drop(journal);
+    drop_last_checkpoint(dir.path());
 
     let server = Server::start(config).await;
     assert_eq!(server.state().await, before);
