@@ -41,8 +41,9 @@ pub const AUDIT_QUEUE: usize = 65_536;
 /// Most records one query returns.
 pub const MAX_QUERY: usize = 5_000;
 
-/// How long the writing thread gathers records before it writes them
-/// (unless a query is waiting or a batch is full).
+/// How long the writing thread gathers accepted position reports before it
+/// writes them (unless another record comes, a query is waiting or a batch
+/// is full).
 pub const GATHER: Duration = Duration::from_millis(100);
 
 /// The action whose accepted records are summarised.
