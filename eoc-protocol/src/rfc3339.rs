@@ -16,7 +16,7 @@ fn two(out: &mut [u8], at: usize, n: u32) {
 }
 
 /// `t` as chrono's `Serialize` writes it (`to_rfc3339_opts(AutoSi, true)`).
-pub fn write<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; MAX_LEN]) -> Option<&'b str> {
+fn write<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; MAX_LEN]) -> Option<&'b str> {
     let year = t.year();
     if !(0..=9999).contains(&year) {
         return None;
