@@ -152,6 +152,122 @@ pub struct TeamPositionMsg {
     pub altitude_m: Option<f64>,
 }
 
+/// The flat twins of the messages sent at rate, for
+/// [`crate::validate::Validate::parse_quick`]: the same fields with the
+/// envelope's written out, and the same rules of deserialisation (unknown
+/// fields ignored, absent options `None`). Serde reads a flattened struct
+/// through a buffer of every field of the message, which was most of the
+/// cost of parsing a position.
+pub(crate) mod flat {
+    use chrono::{DateTime, Utc};
+    use serde::Deserialize;
+
+    use super::{Envelope, SiteCapacityMsg, TeamPositionMsg, TeamStatusMsg};
+    use crate::types::{Service, SiteStatus, TeamStatus};
+
+    /// [`TeamPositionMsg`], flat.
+    #[derive(Deserialize)]
+    pub(crate) struct Position {
+        v: u32,
+        id: String,
+        ts: DateTime<Utc>,
+        #[serde(default)]
+        team_id: Option<String>,
+        lat: f64,
+        lon: f64,
+        #[serde(default)]
+        accuracy_m: Option<f64>,
+        #[serde(default)]
+        at: Option<DateTime<Utc>>,
+        #[serde(default)]
+        battery_pct: Option<f64>,
+        #[serde(default)]
+        speed_mps: Option<f64>,
+        #[serde(default)]
+        heading_deg: Option<f64>,
+        #[serde(default)]
+        altitude_m: Option<f64>,
+    }
+
+    impl From<Position> for TeamPositionMsg {
+        fn from(m: Position) -> Self {
+            TeamPositionMsg {
+                envelope: Envelope { v: m.v, id: m.id, ts: m.ts },
+                team_id: m.team_id,
+                lat: m.lat,
+                lon: m.lon,
+                accuracy_m: m.accuracy_m,
+                at: m.at,
+                battery_pct: m.battery_pct,
+                speed_mps: m.speed_mps,
+                heading_deg: m.heading_deg,
+                altitude_m: m.altitude_m,
+            }
+        }
+    }
+
+    /// [`TeamStatusMsg`], flat.
+    #[derive(Deserialize)]
+    pub(crate) struct Status {
+        v: u32,
+        id: String,
+        ts: DateTime<Utc>,
+        #[serde(default)]
+        team_id: Option<String>,
+        status: TeamStatus,
+        #[serde(default)]
+        battery_pct: Option<f64>,
+        #[serde(default)]
+        note: Option<String>,
+    }
+
+    impl From<Status> for TeamStatusMsg {
+        fn from(m: Status) -> Self {
+            TeamStatusMsg {
+                envelope: Envelope { v: m.v, id: m.id, ts: m.ts },
+                team_id: m.team_id,
+                status: m.status,
+                battery_pct: m.battery_pct,
+                note: m.note,
+            }
+        }
+    }
+
+    /// [`SiteCapacityMsg`], flat.
+    #[derive(Deserialize)]
+    pub(crate) struct Capacity {
+        v: u32,
+        id: String,
+        ts: DateTime<Utc>,
+        #[serde(default)]
+        site_id: Option<String>,
+        #[serde(default)]
+        capacity: Option<i64>,
+        #[serde(default)]
+        occupancy: Option<i64>,
+        #[serde(default)]
+        status: Option<SiteStatus>,
+        #[serde(default)]
+        services: Option<Vec<Service>>,
+        #[serde(default)]
+        note: Option<String>,
+    }
+
+    impl From<Capacity> for SiteCapacityMsg {
+        fn from(m: Capacity) -> Self {
+            SiteCapacityMsg {
+                envelope: Envelope { v: m.v, id: m.id, ts: m.ts },
+                site_id: m.site_id,
+                capacity: m.capacity,
+                occupancy: m.occupancy,
+                status: m.status,
+                services: m.services,
+                note: m.note,
+            }
+        }
+    }
+}
+
 /// A team's status: topic `eoc/v1/teams/{team_id}/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TeamStatusMsg {

@@ -1,7 +1,8 @@
 //! Fuzzes `validate::parse` for every inbound message type: the first byte
 //! picks the type, the rest is the body. Any bytes give a message or
 //! problems; an accepted message has every property its rules promise and
-//! survives a round trip through its own JSON.
+//! survives a round trip through its own JSON; and the quick parse, where
+//! it answers, answers what serde's parse of the message answers.
 #![no_main]
 
 mod common;
@@ -47,8 +48,14 @@ fuzz_target!(|data: &[u8]| {
 /// Parses `body` as `T` and checks the answer.
 fn one<T>(body: &[u8], check: impl Fn(&T))
 where
-    T: DeserializeOwned + Serialize + Validate + std::fmt::Debug,
+    T: DeserializeOwned + Serialize + Validate + PartialEq + std::fmt::Debug,
 {
+    if let Some(quick) = T::parse_quick(body) {
+        match serde_json::from_slice::<T>(body) {
+            Ok(careful) => assert_eq!(quick, careful),
+            Err(e) => panic!("the quick parse took {quick:?}, serde refuses it: {e}"),
+        }
+    }
     match parse::<T>(body, common::now()) {
         Ok(msg) => {
             assert!(body.len() <= MAX_MESSAGE_BYTES);
