@@ -8,7 +8,7 @@
 //! with [`Access::refuse`].
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use eoc_protocol::types::MsgType;
@@ -120,17 +120,17 @@ pub fn describe(cmd: &Command) -> (&'static str, Option<String>) {
 
 /// A command past the gate, in the writer's queue.
 #[derive(Debug)]
-pub struct Admitted<'a> {
-    access: &'a Access,
+pub struct Admitted {
+    audit: Arc<Audit>,
     queued: Queued,
     record: AuditRecord,
 }
 
-impl Admitted<'_> {
+impl Admitted {
     /// The writer's answer, audited.
     pub async fn answer(self) -> Result<Accepted, SubmitError> {
         let result = self.queued.answer().await;
-        self.access.audit.record(outcome_record(self.record, &result));
+        self.audit.record(outcome_record(self.record, &result));
         result
     }
 }
@@ -158,14 +158,14 @@ pub struct Access {
     /// Checks credentials against the user store.
     pub verifier: Verifier,
     /// The audit trail.
-    pub audit: Audit,
+    pub audit: Arc<Audit>,
     limits: RateLimits,
 }
 
 impl Access {
     /// Assembles the gate.
     pub fn new(verifier: Verifier, audit: Audit, config: &AccessConfig) -> Access {
-        Access { verifier, audit, limits: RateLimits::new(config) }
+        Access { verifier, audit: Arc::new(audit), limits: RateLimits::new(config) }
     }
 
     /// Submits `s` on behalf of `who` (whose name replaces `s.by`) after the
@@ -184,7 +184,7 @@ impl Access {
         bus: &Bus,
         who: &Principal,
         mut s: Submission,
-    ) -> Result<Admitted<'_>, SubmitError> {
+    ) -> Result<Admitted, SubmitError> {
         s.by.clone_from(&who.name);
         let (action, target) = describe(&s.command);
         let mut record =
@@ -202,7 +202,7 @@ impl Access {
             return Err(SubmitError::Rejected(problems));
         }
         match bus.enqueue(s).await {
-            Ok(queued) => Ok(Admitted { access: self, queued, record }),
+            Ok(queued) => Ok(Admitted { audit: self.audit.clone(), queued, record }),
             Err(err) => {
                 self.audit.record(outcome_record(record, &Err(err.clone())));
                 Err(err)

@@ -417,13 +417,13 @@ fn waiting(rx: &mut broadcast::Receiver<Arc<Published>>) -> Option<Result<Arc<Pu
 /// Parses, submits and answers one inbound text frame.
 /// An inbound frame's answer: ready now (refused before the writer), or
 /// once the writer answers its command.
-enum Reply<'a> {
+enum Reply {
     Now(Utf8Bytes),
-    Later(String, Box<Admitted<'a>>),
+    Later(String, Box<Admitted>),
 }
 
 /// The answer frame of `reply`, waiting for the writer if need be.
-async fn answer(reply: Reply<'_>) -> Utf8Bytes {
+async fn answer(reply: Reply) -> Utf8Bytes {
     let (msg_id, admitted) = match reply {
         Reply::Now(text) => return text,
         Reply::Later(id, admitted) => (id, admitted),
@@ -441,7 +441,7 @@ async fn answer(reply: Reply<'_>) -> Utf8Bytes {
 }
 
 /// Parses, checks and queues one inbound text frame.
-async fn handle_inbound<'a>(conn: &'a Conn<'_>, bytes: &[u8]) -> Reply<'a> {
+async fn handle_inbound(conn: &Conn<'_>, bytes: &[u8]) -> Reply {
     // Best effort: name the message in an error if its id is readable.
     let id_of = || {
         serde_json::from_slice::<Value>(bytes)

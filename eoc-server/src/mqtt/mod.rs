@@ -15,18 +15,19 @@
 //!   every subscription is QoS 1, so the broker queues what arrives while
 //!   eoc is away; subscriptions are renewed on every ConnAck anyway, in case
 //!   the broker lost the session.
-//! - **Lanes** ([`LANES`] tasks) parse and submit publishes. A topic always
-//!   goes to the same lane, so messages of one topic (one team's positions)
-//!   are submitted in the order received, while different topics proceed
-//!   concurrently and the writer batches them: ingest does not wait on one
-//!   journal round trip per message.
-//! - The **acker** acknowledges (PUBACK) in the order publishes were
-//!   received — MQTT 3.1.1 §4.6 asks a receiver to send PUBACKs in order —
-//!   and only after the submit returned `Ok`/`Duplicate` (durable) or a
-//!   definitive rejection, which it first reports on `{prefix}/errors`. On
-//!   `Unavailable` it does not acknowledge: the broker redelivers the
-//!   message on the next connection, and deduplication by message id makes
-//!   the redelivery harmless.
+//!   Each publish is parsed, checked and queued for the writer right there,
+//!   in the order received (a few microseconds), and handed to the acker
+//!   with its place in the writer's queue; the connection task goes on to
+//!   the next publish without waiting for the writer's answer, so ingest
+//!   does not wait on one journal round trip per message, and the writer
+//!   batches what arrives meanwhile.
+//! - The **acker** waits for the writer's answers in the order publishes
+//!   were received and acknowledges (PUBACK) in that order — MQTT 3.1.1
+//!   §4.6 asks a receiver to send PUBACKs in order — and only after the
+//!   answer was `Ok`/`Duplicate` (durable) or a definitive rejection, which
+//!   it first reports on `{prefix}/errors`. On `Unavailable` it does not
+//!   acknowledge: the broker redelivers the message on the next connection,
+//!   and deduplication by message id makes the redelivery harmless.
 //! - The **outbound** task follows the bus and publishes tasks and impact
 //!   summaries ([`outbound::publications`]), plus OwnTracks `setWaypoints`
 //!   commands; if it falls behind it republishes them from the state.
@@ -35,9 +36,10 @@
 //!   behind, so the highest-volume topic never holds up a team's task.
 //!
 //! No task ever waits on the connection task while the connection task
-//! waits on it: the connection task waits only on lanes, lanes only on the
-//! writer, and the acker's queue is unbounded (it is bounded in practice
-//! by the broker's in-flight window, `max_inflight_messages`).
+//! waits on it: the connection task waits only for room in the writer's
+//! queue, the writer waits on no MQTT task, and the acker's queue is
+//! unbounded (it holds only publishes already in the writer's queue or
+//! being answered, so the writer's queue bounds it).
 
 pub mod inbound;
 pub mod outbound;
@@ -56,7 +58,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
     SubscribeReasonCode, TlsConfiguration, Transport,
 };
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -64,24 +66,8 @@ use tracing::{debug, error, info, warn};
 use crate::access::{Access, Admitted};
 use crate::bus::{Bus, Edge, MqttState, Published, Submission, SubmitError};
 use crate::config::{MqttConfig, PhonesConfig};
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesOrdered;
 use inbound::{Rejection, Route};
 use outbound::Outgoing;
-
-/// Lanes that submit publishes concurrently. Messages of one topic share a
-/// lane (order kept); 64 lanes let the writer fill its batches from many
-/// teams at once without one task per message.
-pub const LANES: usize = 64;
-
-/// Publishes one lane keeps queued at the writer awaiting their answers.
-/// With [`LANES`] lanes this bounds what the server holds unacknowledged
-/// from the broker well above its in-flight window (`max_inflight_messages`).
-pub const LANE_INFLIGHT: usize = 256;
-
-/// Publishes queued per lane before the connection task waits (back
-/// pressure reaches the broker through TCP instead of growing memory).
-pub const LANE_QUEUE: usize = 256;
 
 /// Requests (publishes, acks, subscriptions) queued for the event loop.
 pub const CLIENT_QUEUE: usize = 4096;
@@ -211,27 +197,22 @@ enum Outcome {
     Retry(String),
 }
 
-/// A publish handed to a lane; the lane hands it back with its outcome.
-struct Job {
-    publish: Publish,
-    done_tx: oneshot::Sender<(Outcome, Publish)>,
-}
-
-/// A publish's place in the acker's queue: its outcome (and the publish
-/// itself) arrive on `done_rx`.
+/// A publish in the acker's queue, with its commands in the writer's
+/// queue, and the connection it came on.
 struct Pending {
     epoch: u64,
-    done_rx: oneshot::Receiver<(Outcome, Publish)>,
+    publish: Publish,
+    admission: Admission,
 }
 
-/// What the lanes share.
+/// What admitting a publish needs.
 struct Ctx {
     bus: Bus,
     access: Arc<Access>,
     prefix: String,
 }
 
-/// Starts the MQTT edge (connection, lanes, acker, outbound) on `tracker`;
+/// Starts the MQTT edge (connection, acker, outbound, events) on `tracker`;
 /// the tasks stop when `shutdown` is cancelled. Connection state goes to
 /// `bus.readiness()` and the log; with no broker the edge keeps retrying
 /// while the rest of the server serves.
@@ -252,24 +233,18 @@ pub fn spawn(
     bus.readiness().set_mqtt(MqttState::Disconnected, Some("connecting".to_owned()));
     let link = Arc::new(Link::default());
     let waypoints_due = Arc::new(Notify::new());
-    let ctx = Arc::new(Ctx { bus: bus.clone(), access, prefix: config.topic_prefix.clone() });
+    let ctx = Ctx { bus: bus.clone(), access, prefix: config.topic_prefix.clone() };
 
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let acker =
         tracker.spawn(ack_in_order(client.clone(), acks_rx, link.clone(), config.topic_prefix.clone()));
-    let mut lanes = Vec::with_capacity(LANES);
-    for _ in 0..LANES {
-        let (tx, rx) = mpsc::channel(LANE_QUEUE);
-        tracker.spawn(lane(ctx.clone(), rx));
-        lanes.push(tx);
-    }
     let filters = inbound::filters(&config.topic_prefix, config.owntracks);
     let connection = Connection {
         client: client.clone(),
         bus: bus.clone(),
         link,
         filters,
-        lanes,
+        ctx,
         acks_tx,
         waypoints_due: waypoints_due.clone(),
         broker: config.url.clone(),
@@ -348,7 +323,7 @@ struct Connection {
     bus: Bus,
     link: Arc<Link>,
     filters: Vec<String>,
-    lanes: Vec<mpsc::Sender<Job>>,
+    ctx: Ctx,
     acks_tx: mpsc::UnboundedSender<Pending>,
     waypoints_due: Arc<Notify>,
     broker: String,
@@ -426,26 +401,21 @@ impl Connection {
         self.drain(eventloop, acker).await;
     }
 
-    /// Hands a publish to its topic's lane and queues its acknowledgement.
+    /// Parses, checks and queues a publish's commands for the writer
+    /// (waiting only for room in its queue), and hands the publish to the
+    /// acker, which acknowledges it once the writer has answered.
     async fn dispatch(&self, publish: Publish) {
-        let (done_tx, done_rx) = oneshot::channel();
-        let lane = lane_of(&publish.topic);
         let epoch = self.link.epoch.load(Ordering::Acquire);
-        let pending = Pending { epoch, done_rx };
-        // Queue the ack first so acks leave in the order publishes came.
-        if self.acks_tx.send(pending).is_err() {
-            return;
-        }
-        if self.lanes[lane].send(Job { publish, done_tx }).await.is_err() {
-            debug!("mqtt lane closed");
+        let admission = admit(&self.ctx, &publish).await;
+        if self.acks_tx.send(Pending { epoch, publish, admission }).is_err() {
+            debug!("mqtt acker stopped");
         }
     }
 
-    /// Stops taking publishes, lets lanes and the acker finish what they
-    /// hold (polling so acks go out), then disconnects cleanly.
+    /// Stops taking publishes, lets the acker finish what it holds
+    /// (polling so acks go out), then disconnects cleanly.
     async fn drain(self, mut eventloop: EventLoop, acker: tokio::task::JoinHandle<()>) {
-        let Connection { client, bus, lanes, acks_tx, .. } = self;
-        drop(lanes);
+        let Connection { client, bus, acks_tx, .. } = self;
         drop(acks_tx);
         let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
         tokio::pin!(deadline, acker);
@@ -471,43 +441,14 @@ impl Connection {
     }
 }
 
-/// The lane of a topic (FNV-1a, stable and cheap).
-fn lane_of(topic: &str) -> usize {
-    (crate::phones::fnv1a(topic.as_bytes()) % LANES as u64) as usize
-}
-
-/// One lane: queues its publishes' commands for the writer in the order
-/// received, keeping up to [`LANE_INFLIGHT`] awaiting their answers, so a
-/// lane's throughput is the writer's, not one message per journal commit.
-async fn lane(ctx: Arc<Ctx>, mut jobs_rx: mpsc::Receiver<Job>) {
-    let ctx = &*ctx;
-    let mut inflight = FuturesOrdered::new();
-    let mut open = true;
-    while open || !inflight.is_empty() {
-        tokio::select! {
-            biased;
-            Some(()) = inflight.next(), if !inflight.is_empty() => {}
-            job = jobs_rx.recv(), if open && inflight.len() < LANE_INFLIGHT => match job {
-                Some(job) => {
-                    let admission = admit(ctx, &job.publish).await;
-                    inflight.push_back(async move {
-                        let _ = job.done_tx.send((admission.settle().await, job.publish));
-                    });
-                }
-                None => open = false,
-            },
-        }
-    }
-}
-
 /// A publish's commands in the writer's queue, and the refusal that
 /// stopped the rest, if any.
-struct Admission<'a> {
-    queued: Vec<(Option<String>, Admitted<'a>)>,
+struct Admission {
+    queued: Vec<(Option<String>, Admitted)>,
     then: Option<Outcome>,
 }
 
-impl Admission<'_> {
+impl Admission {
     fn refused(outcome: Outcome) -> Self {
         Admission { queued: Vec::new(), then: Some(outcome) }
     }
@@ -528,7 +469,7 @@ impl Admission<'_> {
 }
 
 /// Parses, maps, checks and queues one publish's commands.
-async fn admit<'a>(ctx: &'a Ctx, publish: &Publish) -> Admission<'a> {
+async fn admit(ctx: &Ctx, publish: &Publish) -> Admission {
     let now = Utc::now();
     let topic = publish.topic.as_str();
     let route = inbound::route(&ctx.prefix, topic);
@@ -605,12 +546,8 @@ async fn ack_in_order(
     prefix: String,
 ) {
     let errors_topic = format!("{prefix}/errors");
-    while let Some(Pending { epoch, done_rx }) = pending_rx.recv().await {
-        let Ok((outcome, publish)) = done_rx.await else {
-            warn!("mqtt lane stopped before settling a message; left for redelivery");
-            continue;
-        };
-        match outcome {
+    while let Some(Pending { epoch, publish, admission }) = pending_rx.recv().await {
+        match admission.settle().await {
             Outcome::Done => {}
             Outcome::Rejected(rejection) => {
                 warn!(topic = %publish.topic, id = ?rejection.id, problems = %rejection.problems, "mqtt message rejected");
@@ -793,15 +730,5 @@ mod tests {
         assert_eq!(o.client_id(), "eoc-server");
         assert_eq!(o.credentials(), Some(("eoc-server".to_owned(), "s".to_owned())));
         assert_eq!(o.max_packet_size(), MAX_PACKET_BYTES);
-    }
-
-    #[test]
-    fn one_topic_always_uses_one_lane() {
-        let a = lane_of("eoc/v1/teams/react-1/position");
-        assert_eq!(a, lane_of("eoc/v1/teams/react-1/position"));
-        assert!(a < LANES);
-        let lanes: std::collections::HashSet<usize> =
-            (0..200).map(|i| lane_of(&format!("eoc/v1/teams/t{i}/position"))).collect();
-        assert!(lanes.len() > LANES / 2, "topics spread over lanes: {}", lanes.len());
     }
 }
