@@ -170,6 +170,7 @@ pub(crate) mod flat {
     pub(crate) struct Position {
         v: u32,
         id: String,
+        #[serde(deserialize_with = "crate::rfc3339::deserialize")]
         ts: DateTime<Utc>,
         #[serde(default)]
         team_id: Option<String>,
@@ -177,7 +178,7 @@ pub(crate) mod flat {
         lon: f64,
         #[serde(default)]
         accuracy_m: Option<f64>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::rfc3339::deserialize_option")]
         at: Option<DateTime<Utc>>,
         #[serde(default)]
         battery_pct: Option<f64>,
@@ -211,6 +212,7 @@ pub(crate) mod flat {
     pub(crate) struct Status {
         v: u32,
         id: String,
+        #[serde(deserialize_with = "crate::rfc3339::deserialize")]
         ts: DateTime<Utc>,
         #[serde(default)]
         team_id: Option<String>,
@@ -238,6 +240,7 @@ pub(crate) mod flat {
     pub(crate) struct Capacity {
         v: u32,
         id: String,
+        #[serde(deserialize_with = "crate::rfc3339::deserialize")]
         ts: DateTime<Utc>,
         #[serde(default)]
         site_id: Option<String>,
