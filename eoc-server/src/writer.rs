@@ -205,6 +205,8 @@ pub struct Writer {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     snapshot_every: u64,
+    /// Least time between the starts of two commits.
+    commit_interval: std::time::Duration,
     since_checkpoint: u64,
     last_row: i64,
     last_now_ms: i64,
@@ -253,6 +255,7 @@ pub fn start(
         metrics,
         readiness,
         snapshot_every: journal_cfg.snapshot_every.max(1),
+        commit_interval: std::time::Duration::from_millis(journal_cfg.commit_interval_ms),
         since_checkpoint: 0,
         last_row: 0,
         last_now_ms: 0,
@@ -313,16 +316,30 @@ enum JournalJob {
 type Committed = Result<Vec<i64>, JournalError>;
 
 /// The journal thread: runs jobs in order until the writer lets go.
+///
+/// A commit starts at least `interval` after the one before started: it
+/// waits out the rest, and meanwhile what arrives queues for the writer's
+/// next batch. Under load that makes commits fewer and batches larger (the
+/// fsync, not the entries, is most of a commit's cost); a commit after a
+/// quiet spell does not wait.
 fn commit_loop(
     journal: &mut Journal,
     jobs_rx: std::sync::mpsc::Receiver<JournalJob>,
     done_tx: std::sync::mpsc::SyncSender<Committed>,
     metrics: &Metrics,
+    interval: std::time::Duration,
 ) {
+    let mut last_start: Option<Instant> = None;
     for job in jobs_rx {
         match job {
             JournalJob::Append { now_ms, subs, fresh } => {
+                if let Some(wait) = last_start.and_then(|at| interval.checked_sub(at.elapsed()))
+                    && !wait.is_zero()
+                {
+                    std::thread::sleep(wait);
+                }
                 let t0 = Instant::now();
+                last_start = Some(t0);
                 let appended = journal.append(now_ms, fresh.iter().map(|&i| &subs[i]));
                 metrics.journal_commit.observe(t0.elapsed());
                 // Let go of the batch before answering, so the writer gets
@@ -377,11 +394,12 @@ impl Writer {
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<JournalJob>(2);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Committed>(2);
         let metrics = self.metrics.clone();
+        let interval = self.commit_interval;
         std::thread::scope(|scope| {
             let journal = &mut journal;
             let committer = std::thread::Builder::new()
                 .name("eoc-journal".to_owned())
-                .spawn_scoped(scope, move || commit_loop(journal, jobs_rx, done_tx, &metrics));
+                .spawn_scoped(scope, move || commit_loop(journal, jobs_rx, done_tx, &metrics, interval));
             if let Err(err) = committer {
                 error!(error = %err, "could not start the journal thread; every submission is refused");
             }

@@ -105,3 +105,54 @@ async fn retries_in_any_batch_are_applied_once_and_answered_alike() {
         .unwrap();
     assert_eq!(distinct, ROUNDS as i64);
 }
+
+/// Commits (each one fsync) start at least `commit_interval_ms` apart: a
+/// steady stream of messages, one every millisecond, is journalled in a few
+/// large batches instead of one commit per message, and every message is
+/// still applied and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_start_at_least_the_interval_apart_and_take_what_queued() {
+    let dir = data_dir();
+    let engine = Engine::new(small_world(), EngineConfig::default());
+    let metrics = Arc::new(Metrics::default());
+    let config = JournalConfig { commit_interval_ms: 50, ..JournalConfig::default() };
+    let (bus, mut w) = writer::start(
+        engine,
+        dir.path(),
+        &config,
+        writer::FRAME_BUFFER,
+        metrics.clone(),
+        Arc::new(Readiness::default()),
+    )
+    .unwrap();
+    let stop_tx = w.stopper().unwrap();
+    let writer = std::thread::spawn(move || w.run().unwrap());
+
+    const MESSAGES: usize = 200;
+    let started = std::time::Instant::now();
+    let mut queued = Vec::new();
+    for k in 0..MESSAGES {
+        queued.push(bus.enqueue(position(&format!("p-{k}"), "t-1", 38.0 + k as f64 * 1e-4)).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for q in queued {
+        assert!(matches!(q.answer().await, Ok(Accepted::Applied { .. })));
+    }
+    let elapsed = started.elapsed();
+    stop_tx.send(WriterMsg::Stop).await.unwrap();
+    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+
+    let text = metrics.render(0);
+    let commits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("eoc_journal_commit_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    // The stream's commits, plus the checkpoint's at shutdown at most.
+    let most = elapsed.as_millis() as u64 / 50 + 2;
+    assert!(commits <= most, "{commits} commits in {elapsed:?}, at most {most} expected");
+    assert!(commits >= 2, "{commits} commits");
+    let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let rows: i64 = journal.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, MESSAGES as i64);
+}
