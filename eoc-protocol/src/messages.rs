@@ -154,10 +154,13 @@ pub struct TeamPositionMsg {
 
 /// The flat twins of the messages sent at rate, for
 /// [`crate::validate::Validate::parse_quick`]: the same fields with the
-/// envelope's written out, and the same rules of deserialisation (unknown
-/// fields ignored, absent options `None`). Serde reads a flattened struct
-/// through a buffer of every field of the message, which was most of the
-/// cost of parsing a position.
+/// envelope's written out, and the same rules of deserialisation (absent
+/// options `None`); timestamps in the usual form are read without chrono's
+/// general parser ([`crate::rfc3339`]). Serde reads a flattened struct
+/// through a buffer of every field of the message. A field a twin does not
+/// know makes it refuse, and the careful parse reads the message: that
+/// buffer checks the values of unknown fields too (their UTF-8, their
+/// numbers' range), which skipping them would not.
 pub(crate) mod flat {
     use chrono::{DateTime, Utc};
     use serde::Deserialize;
@@ -167,6 +170,7 @@ pub(crate) mod flat {
 
     /// [`TeamPositionMsg`], flat.
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub(crate) struct Position {
         v: u32,
         id: String,
@@ -209,6 +213,7 @@ pub(crate) mod flat {
 
     /// [`TeamStatusMsg`], flat.
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub(crate) struct Status {
         v: u32,
         id: String,
@@ -237,6 +242,7 @@ pub(crate) mod flat {
 
     /// [`SiteCapacityMsg`], flat.
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub(crate) struct Capacity {
         v: u32,
         id: String,
