@@ -546,6 +546,10 @@ async fn ack_in_order(
     prefix: String,
 ) {
     let errors_topic = format!("{prefix}/errors");
+    // Acks that could not be handed to the event loop: it has stopped (the
+    // server is shutting down), so every one after the first fails too. The
+    // first is logged, the rest counted and logged once at the end.
+    let mut unsent = 0u64;
     while let Some(Pending { epoch, publish, admission }) = pending_rx.recv().await {
         match admission.settle().await {
             Outcome::Done => {}
@@ -567,8 +571,17 @@ async fn ack_in_order(
         }
         let current = link.connected.load(Ordering::Acquire) && link.epoch.load(Ordering::Acquire) == epoch;
         if current && let Err(e) = client.ack(&publish).await {
-            warn!(error = %e, "mqtt puback not sent");
+            if unsent == 0 {
+                warn!(error = %e, "mqtt puback not sent; the broker redelivers the message");
+            }
+            unsent += 1;
         }
+    }
+    if unsent > 1 {
+        warn!(
+            unsent,
+            "mqtt pubacks not sent at shutdown; the broker redelivers those messages (duplicates are answered, not applied again)"
+        );
     }
 }
 
