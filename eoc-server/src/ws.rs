@@ -414,7 +414,6 @@ fn waiting(rx: &mut broadcast::Receiver<Arc<Published>>) -> Option<Result<Arc<Pu
     }
 }
 
-/// Parses, submits and answers one inbound text frame.
 /// An inbound frame's answer: ready now (refused before the writer), or
 /// once the writer answers its command.
 enum Reply {

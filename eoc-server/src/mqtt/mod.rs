@@ -38,8 +38,11 @@
 //! No task ever waits on the connection task while the connection task
 //! waits on it: the connection task waits only for room in the writer's
 //! queue, the writer waits on no MQTT task, and the acker's queue is
-//! unbounded (it holds only publishes already in the writer's queue or
-//! being answered, so the writer's queue bounds it).
+//! unbounded. What bounds that queue is the broker's in-flight window and
+//! how fast acks leave: rumqttc's event loop writes one outgoing request
+//! (an ack, an events-feed publish) per turn while a read takes up to ten
+//! publishes, so under overload answered publishes wait there for their
+//! PUBACK (BENCHMARKS.md, "Memory under overload").
 
 pub mod inbound;
 pub mod outbound;
@@ -241,7 +244,6 @@ pub fn spawn(
     let filters = inbound::filters(&config.topic_prefix, config.owntracks);
     let connection = Connection {
         client: client.clone(),
-        bus: bus.clone(),
         link,
         filters,
         ctx,
@@ -320,9 +322,9 @@ async fn events_feed(
 /// The connection task's state.
 struct Connection {
     client: AsyncClient,
-    bus: Bus,
     link: Arc<Link>,
     filters: Vec<String>,
+    /// What admitting a publish needs, the bus among it.
     ctx: Ctx,
     acks_tx: mpsc::UnboundedSender<Pending>,
     waypoints_due: Arc<Notify>,
@@ -348,7 +350,10 @@ impl Connection {
                     self.link.epoch.fetch_add(1, Ordering::AcqRel);
                     self.link.connected.store(true, Ordering::Release);
                     // Ready once subscribed (SubAck), not merely connected.
-                    self.bus.readiness().set_mqtt(MqttState::Disconnected, Some("subscribing".to_owned()));
+                    self.ctx
+                        .bus
+                        .readiness()
+                        .set_mqtt(MqttState::Disconnected, Some("subscribing".to_owned()));
                     info!(broker = %self.broker, session_present = ack.session_present, "mqtt connected");
                     let client = self.client.clone();
                     let filters: Vec<SubscribeFilter> = self
@@ -369,9 +374,9 @@ impl Connection {
                     if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
                         error!(codes = ?ack.return_codes, "mqtt broker refused a subscription (check the acl)");
                         let detail = "the broker refused a subscription (check the acl)".to_owned();
-                        self.bus.readiness().set_mqtt(MqttState::Disconnected, Some(detail));
+                        self.ctx.bus.readiness().set_mqtt(MqttState::Disconnected, Some(detail));
                     } else {
-                        self.bus.readiness().set_mqtt(MqttState::Connected, None);
+                        self.ctx.bus.readiness().set_mqtt(MqttState::Connected, None);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.dispatch(publish).await,
@@ -389,7 +394,7 @@ impl Connection {
                     } else {
                         warn!(broker = %self.broker, error = %detail, retry_in_ms = backoff.as_millis() as u64, "mqtt connection failed");
                     }
-                    self.bus.readiness().set_mqtt(MqttState::Disconnected, Some(detail));
+                    self.ctx.bus.readiness().set_mqtt(MqttState::Disconnected, Some(detail));
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -415,7 +420,7 @@ impl Connection {
     /// Stops taking publishes, lets the acker finish what it holds
     /// (polling so acks go out), then disconnects cleanly.
     async fn drain(self, mut eventloop: EventLoop, acker: tokio::task::JoinHandle<()>) {
-        let Connection { client, bus, acks_tx, .. } = self;
+        let Connection { client, ctx: Ctx { bus, .. }, acks_tx, .. } = self;
         drop(acks_tx);
         let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
         tokio::pin!(deadline, acker);
