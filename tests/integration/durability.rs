@@ -1,15 +1,27 @@
 //! The journal: restarts, shutdown, time-driven changes.
 
+use eoc_server::config::Config;
 use eoc_tests::{Server, data_dir, earthquake, message, test_config};
 use serde_json::json;
 
-/// Takes the shutdown's checkpoint away from the journal in `data_dir`: the
-/// journal as a crash leaves it, with the last stored state some entries
-/// back.
-fn drop_last_checkpoint(data_dir: &std::path::Path) {
+/// Stops `server`, takes its shutdown's checkpoint away from the journal in
+/// `data_dir` (the journal as a crash leaves it, with the last stored state
+/// some entries back), starts it again on `config`, checks that it reached
+/// the same state, and returns it with its `/readyz` answer.
+async fn restart_from_an_earlier_checkpoint(
+    server: Server,
+    config: Config,
+    data_dir: &std::path::Path,
+) -> (Server, serde_json::Value) {
+    let before = server.state().await;
+    server.stop().await;
     let journal = rusqlite::Connection::open(data_dir.join("journal.sqlite")).unwrap();
     let last: i64 = journal.query_row("SELECT max(row) FROM checkpoints", [], |r| r.get(0)).unwrap();
     journal.execute("DELETE FROM checkpoints WHERE row = ?1", [last]).unwrap();
+    let server = Server::start(config).await;
+    assert_eq!(server.state().await, before);
+    let (_, ready) = server.get("/readyz").await;
+    (server, ready)
 }
 
 #[tokio::test]
@@ -65,13 +77,7 @@ async fn a_start_applies_only_the_entries_after_the_last_stored_state() {
     let (_, tasks) = server.get("/api/v1/tasks").await;
     let task_id = tasks["tasks"][0]["task_id"].as_str().unwrap().to_owned();
     assert_eq!(server.post(&format!("/api/v1/tasks/{task_id}/ack"), &message(json!({}))).await.0, 200);
-    let before = server.state().await;
-    server.stop().await;
-    drop_last_checkpoint(dir.path());
-
-    let server = Server::start(config).await;
-    assert_eq!(server.state().await, before);
-    let (_, ready) = server.get("/readyz").await;
+    let (server, ready) = restart_from_an_earlier_checkpoint(server, config, dir.path()).await;
     let (from, applied) = (
         ready["journal"]["restored_from_row"].as_u64().unwrap(),
         ready["journal"]["entries_at_start"].as_u64().unwrap(),
@@ -105,14 +111,10 @@ async fn retries_after_a_restart_are_duplicates_and_a_refused_message_is_judged_
     for p in &positions {
         assert_eq!(server.post("/api/v1/teams/t-1/position", p).await.0, 200);
     }
-    let before = server.state().await;
-    server.stop().await;
-    drop_last_checkpoint(dir.path());
-
-    let server = Server::start(config).await;
-    assert_eq!(server.state().await, before);
-    let (_, ready) = server.get("/readyz").await;
+    let (server, ready) = restart_from_an_earlier_checkpoint(server, config, dir.path()).await;
     assert!(ready["journal"]["restored_from_row"].as_u64().unwrap() >= 4, "{ready}");
+    // The state the restart reached, which is the state before it.
+    let before = server.state().await;
     for p in [&positions[0], &positions[5], &positions[9]] {
         let (status, again) = server.post("/api/v1/teams/t-1/position", p).await;
         assert_eq!((status, &again["duplicate"]), (200, &json!(true)), "{again}");
