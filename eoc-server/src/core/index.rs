@@ -1,14 +1,24 @@
 //! Exact great-circle nearest-neighbour and radius queries over points.
 //!
-//! Points are stored as unit vectors in an R-tree ([`rstar`]): chord order is
-//! great-circle order, so the R-tree's Euclidean nearest-neighbour search
-//! returns exact great-circle answers everywhere on the globe. Each entry
-//! carries a small `Copy` key (an index into the world's tables).
+//! Points are stored as unit vectors: chord order is great-circle order, so
+//! a Euclidean nearest-neighbour search returns exact great-circle answers
+//! everywhere on the globe. Each entry carries a small `Copy` key (an index
+//! into the world's tables).
+//!
+//! Most points never move (villages, sites) or move now and then (teams).
+//! They live in a flat k-d tree ([`KdTree`]), built in one go, which answers
+//! a nearest query without allocating or chasing pointers. A point added or
+//! moved since that build goes to a small R-tree ([`rstar`]) beside it, and
+//! its old slot in the k-d tree is marked removed; every query asks both.
+//! When the changes reach a quarter of the points, both are rebuilt into
+//! one k-d tree, so the R-tree stays small and a move costs amortised
+//! O(log n).
 
 use rstar::primitives::GeomWithData;
 use rstar::{ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeParams};
 
 use super::geo::{LatLon, chord_sq, m_to_chord_sq, units_to_m};
+use super::kdtree::{KdTree, offer};
 
 type Entry<K> = GeomWithData<[f64; 3], K>;
 
@@ -26,44 +36,58 @@ impl RTreeParams for Params {
     type DefaultInsertionStrategy = RStarInsertionStrategy;
 }
 
+/// The k-d tree and the R-tree are merged into a new k-d tree once the
+/// points added, moved or removed since its build exceed this many and a
+/// quarter of the points. Below it, the R-tree alone is quick enough.
+const REBUILD_MIN: usize = 256;
+
 /// A set of keyed points on the sphere.
 #[derive(Debug, Clone)]
-pub struct PointIndex<K: Copy + PartialEq> {
-    tree: RTree<Entry<K>, Params>,
+pub struct PointIndex<K: Copy + Ord> {
+    /// The points as of the last build, less those removed since.
+    built: KdTree<K>,
+    /// The points added since the last build.
+    fresh: RTree<Entry<K>, Params>,
 }
 
-impl<K: Copy + PartialEq> Default for PointIndex<K> {
+impl<K: Copy + Ord> Default for PointIndex<K> {
     fn default() -> Self {
-        PointIndex { tree: RTree::new_with_params() }
+        PointIndex { built: KdTree::default(), fresh: RTree::new_with_params() }
     }
 }
 
-impl<K: Copy + PartialEq> PointIndex<K> {
-    /// Bulk-loads an index (much faster and better balanced than inserting
-    /// one by one).
+impl<K: Copy + Ord> PointIndex<K> {
+    /// Builds an index over `points` in one go.
     pub fn bulk_load(points: impl IntoIterator<Item = (K, LatLon)>) -> Self {
-        let entries = points.into_iter().map(|(k, at)| Entry::new(at.to_unit(), k)).collect();
-        PointIndex { tree: RTree::bulk_load_with_params(entries) }
+        let built = KdTree::new(points.into_iter().map(|(k, at)| (at.to_unit(), k)).collect());
+        PointIndex { built, fresh: RTree::new_with_params() }
     }
 
     /// Number of points.
     pub fn len(&self) -> usize {
-        self.tree.size()
+        self.built.len() + self.fresh.size()
     }
 
     /// Whether the index holds no point.
     pub fn is_empty(&self) -> bool {
-        self.tree.size() == 0
+        self.len() == 0
     }
 
     /// Adds a point.
     pub fn insert(&mut self, key: K, at: LatLon) {
-        self.tree.insert(Entry::new(at.to_unit(), key));
+        self.fresh.insert(Entry::new(at.to_unit(), key));
+        self.rebuild_if_due();
     }
 
     /// Removes the point `key` stored at `at`; returns whether it was there.
     pub fn remove(&mut self, key: K, at: LatLon) -> bool {
-        self.tree.remove(&Entry::new(at.to_unit(), key)).is_some()
+        let p = at.to_unit();
+        if self.fresh.size() > 0 && self.fresh.remove(&Entry::new(p, key)).is_some() {
+            return true;
+        }
+        let removed = self.built.remove(p, key);
+        self.rebuild_if_due();
+        removed
     }
 
     /// Moves `key` from `from` to `to` (remove and re-insert).
@@ -72,45 +96,77 @@ impl<K: Copy + PartialEq> PointIndex<K> {
         self.insert(key, to);
     }
 
-    /// The `k` nearest points to `at`, nearest first, with great-circle metres.
+    /// Merges the R-tree and what is left of the k-d tree into a new k-d
+    /// tree once the changes since the last build are many enough.
+    fn rebuild_if_due(&mut self) {
+        let changes = self.built.removed() + self.fresh.size();
+        if changes <= REBUILD_MIN.max(self.len() / 4) {
+            return;
+        }
+        let mut points = Vec::with_capacity(self.len());
+        points.extend(self.built.iter());
+        points.extend(self.fresh.iter().map(|e| (*e.geom(), e.data)));
+        self.built = KdTree::new(points);
+        self.fresh = RTree::new_with_params();
+    }
+
+    /// The `k` nearest points to `at`, nearest first (ties by key), with
+    /// great-circle metres.
     pub fn nearest(&self, at: LatLon, k: usize) -> Vec<(K, f64)> {
         if k > BOUNDED_K_MAX {
             return self.nearest_iter(at).take(k).collect();
         }
         let q = at.to_unit();
-        let mut best = Vec::with_capacity(k.min(self.len()));
-        if k > 0 {
-            k_nearest(self.tree.root(), &q, k, &mut best);
+        let mut best: Vec<(K, f64, [f64; 3])> = Vec::with_capacity(k.min(self.len()));
+        let worst = self.built.nearest_more(q, k, f64::INFINITY, &mut best);
+        if self.fresh.size() > 0 && k > 0 {
+            k_nearest(self.fresh.root(), &q, k, worst, &mut best);
         }
         // Ranked by squared chord (great-circle order); the metres from the
         // vectors themselves, exact near the antipode too.
-        best.into_iter().map(|(d2, key, p)| (key, units_to_m(p, q, d2))).collect()
+        best.into_iter().map(|(key, d2, p)| (key, units_to_m(p, q, d2))).collect()
     }
 
     /// Points in order of great-circle distance from `at`, lazily: combine
     /// with `filter` and `take` for "nearest open site with room".
     pub fn nearest_iter(&self, at: LatLon) -> impl Iterator<Item = (K, f64)> + '_ {
         let q = at.to_unit();
-        self.tree
+        let mut built = self.built.nearest_iter(q).peekable();
+        let mut fresh = self
+            .fresh
             .nearest_neighbor_iter_with_distance_2(&q)
-            .map(move |(e, d2)| (e.data, units_to_m(*e.geom(), q, d2)))
+            .map(|(e, d2)| (e.data, d2, *e.geom()))
+            .peekable();
+        std::iter::from_fn(move || {
+            let from_built = match (built.peek(), fresh.peek()) {
+                (Some(a), Some(b)) => a.1 <= b.1,
+                (a, _) => a.is_some(),
+            };
+            if from_built { built.next() } else { fresh.next() }
+        })
+        .map(move |(key, d2, p)| (key, units_to_m(p, q, d2)))
     }
 
     /// Every point within `radius_m` great-circle metres of `at`, unordered.
     pub fn within(&self, at: LatLon, radius_m: f64) -> impl Iterator<Item = (K, f64)> + '_ {
-        let query = at.to_unit();
+        let q = at.to_unit();
         // A hair of slack so points exactly on the radius are not lost to
         // rounding in the chord conversion; the exact check follows.
         let chord2 = m_to_chord_sq(radius_m) * (1.0 + 1e-12) + 1e-18;
-        self.tree.locate_within_distance(query, chord2).filter_map(move |e| {
-            let d = units_to_m(*e.geom(), query, chord_sq(*e.geom(), query));
-            (d <= radius_m).then_some((e.data, d))
+        let fresh = self
+            .fresh
+            .locate_within_distance(q, chord2)
+            .map(move |e| (e.data, chord_sq(*e.geom(), q), *e.geom()));
+        self.built.ring(q, -1.0, chord2).chain(fresh).filter_map(move |(key, d2, p)| {
+            let d = units_to_m(p, q, d2);
+            (d <= radius_m).then_some((key, d))
         })
     }
 
     /// All keys with their positions, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (K, LatLon)> + '_ {
-        self.tree.iter().map(|e| (e.data, LatLon::from_unit(*e.geom())))
+        let fresh = self.fresh.iter().map(|e| (*e.geom(), e.data));
+        self.built.iter().chain(fresh).map(|(p, key)| (key, LatLon::from_unit(p)))
     }
 }
 
@@ -119,17 +175,17 @@ impl<K: Copy + PartialEq> PointIndex<K> {
 /// from the lazy iterator.
 const BOUNDED_K_MAX: usize = 64;
 
-/// Fills `best` (empty on entry) with the `k` entries under `node` nearest
-/// to `q` as (squared chord, key, unit vector), nearest first: depth first,
-/// children in order of their boxes' distance, skipping every box no nearer
-/// than the k-th best so far. Squared chords are computed as rstar computes
-/// them, so the order is that of [`PointIndex::nearest_iter`].
-fn k_nearest<K: Copy>(
+/// Merges into `best` (at most `k` entries, sorted by squared chord then
+/// key, bounded by `worst`) the entries under `node` nearest to `q`: depth
+/// first, children in order of their boxes' distance, skipping every box
+/// further than the k-th best so far.
+fn k_nearest<K: Copy + Ord>(
     node: &ParentNode<Entry<K>>,
     q: &[f64; 3],
     k: usize,
-    best: &mut Vec<(f64, K, [f64; 3])>,
-) {
+    mut worst: f64,
+    best: &mut Vec<(K, f64, [f64; 3])>,
+) -> f64 {
     // Boxes of the child nodes, nearest first (R-tree nodes hold at most
     // `Params::MAX_SIZE` children; a larger node falls back to a vector).
     const STACK: usize = 16;
@@ -140,18 +196,13 @@ fn k_nearest<K: Copy>(
         match child {
             RTreeNode::Leaf(e) => {
                 let d2 = chord_sq(*e.geom(), *q);
-                if best.len() == k {
-                    if d2 >= best[k - 1].0 {
-                        continue;
-                    }
-                    best.pop();
+                if d2 <= worst {
+                    worst = offer(best, k, worst, (e.data, d2, *e.geom()));
                 }
-                let at = best.iter().rposition(|&(b, _, _)| b <= d2).map_or(0, |p| p + 1);
-                best.insert(at, (d2, e.data, *e.geom()));
             }
             RTreeNode::Parent(p) => {
                 let d2 = p.envelope().distance_2(q);
-                if best.len() == k && d2 >= best[k - 1].0 {
+                if d2 > worst {
                     continue;
                 }
                 if n < STACK {
@@ -174,13 +225,14 @@ fn k_nearest<K: Copy>(
     }
     let order = if spill.is_empty() { &boxes[..n] } else { &spill[..] };
     for &(d2, i) in order {
-        if best.len() == k && d2 >= best[k - 1].0 {
+        if d2 > worst {
             break;
         }
         if let RTreeNode::Parent(p) = &node.children()[i] {
-            k_nearest(p, q, k, best);
+            worst = k_nearest(p, q, k, worst, best);
         }
     }
+    worst
 }
 
 #[cfg(test)]
@@ -292,6 +344,82 @@ mod tests {
             for (key, d) in index.nearest(q, k) {
                 prop_assert!((at[key].distance_m(q) - d).abs() < 1e-6);
             }
+        }
+
+        /// Inserts, moves and removals past several rebuilds of the k-d
+        /// tree (some keys in it, some in the R-tree beside it, some slots
+        /// removed): every query answers as a brute-force scan of what is
+        /// there.
+        #[test]
+        fn answers_stay_exact_across_rebuilds(
+            seed in any::<u64>(),
+            n in 0usize..1_500,
+            ops in 0usize..3_000,
+            q in coord(),
+            k in 1usize..12,
+            radius_m in 0.0f64..300_000.0,
+        ) {
+            let mut x = seed | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let mut place = |spread: u64| p((next() % spread) as f64 * 0.004 + 37.0, (next() % spread) as f64 * 0.006 + 68.0);
+            let mut at: Vec<Option<LatLon>> = (0..n).map(|_| Some(place(1_000))).collect();
+            let mut index = PointIndex::bulk_load(at.iter().enumerate().filter_map(|(i, a)| a.map(|a| (i, a))));
+            for op in 0..ops {
+                let i = (op * 7 + 3) % (n + op / 4 + 1);
+                if i >= at.len() {
+                    at.resize(i + 1, None);
+                }
+                let to = place(if op % 3 == 0 { 20 } else { 1_000 });
+                match (at[i], op % 5) {
+                    (Some(from), 0) => {
+                        prop_assert!(index.remove(i, from));
+                        at[i] = None;
+                    }
+                    (Some(from), _) => {
+                        index.relocate(i, from, to);
+                        at[i] = Some(to);
+                    }
+                    (None, _) => {
+                        prop_assert!(!index.remove(i, to));
+                        index.insert(i, to);
+                        at[i] = Some(to);
+                    }
+                }
+            }
+            let live: Vec<(usize, LatLon)> = at.iter().enumerate().filter_map(|(i, a)| a.map(|a| (i, a))).collect();
+            prop_assert_eq!(index.len(), live.len());
+            let mut listed: Vec<usize> = index.iter().map(|(key, _)| key).collect();
+            listed.sort_unstable();
+            prop_assert_eq!(listed, live.iter().map(|&(i, _)| i).collect::<Vec<_>>());
+
+            let mut all: Vec<f64> = live.iter().map(|&(_, a)| a.distance_m(q)).collect();
+            all.sort_by(f64::total_cmp);
+            let got = index.nearest(q, k);
+            prop_assert_eq!(got.len(), k.min(live.len()));
+            for (rank, (key, d)) in got.iter().enumerate() {
+                prop_assert!((d - all[rank]).abs() < 1e-6, "rank {} got {} want {}", rank, d, all[rank]);
+                prop_assert!((at[*key].map_or(f64::NAN, |a| a.distance_m(q)) - d).abs() < 1e-6);
+            }
+            let lazy: Vec<f64> = index.nearest_iter(q).map(|(_, d)| d).collect();
+            prop_assert_eq!(lazy.len(), all.len());
+            for (got, want) in lazy.iter().zip(&all) {
+                prop_assert!((got - want).abs() < 1e-6);
+            }
+            let borderline = |d: f64| (d - radius_m).abs() < 1e-6;
+            let mut near: Vec<usize> =
+                index.within(q, radius_m).filter(|&(_, d)| !borderline(d)).map(|(key, _)| key).collect();
+            near.sort_unstable();
+            let want: Vec<usize> = live
+                .iter()
+                .filter(|&&(_, a)| a.distance_m(q) <= radius_m && !borderline(a.distance_m(q)))
+                .map(|&(i, _)| i)
+                .collect();
+            prop_assert_eq!(near, want);
         }
 
         #[test]

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod geo;
 pub mod impact;
 pub mod index;
+pub mod kdtree;
 pub mod nearest;
 pub mod synthetic;
 pub mod world;

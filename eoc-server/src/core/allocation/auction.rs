@@ -49,9 +49,10 @@
 
 use std::collections::VecDeque;
 
-use super::knn::KdTree;
+use super::site_tree;
 use super::{AllocParams, Allocation, Demand, Flow, Supply};
 use crate::core::geo::{chord_sq_to_m, m_to_chord_sq};
+use crate::core::kdtree::KdTree;
 
 /// The first ε as a fraction of the least possible mean distance.
 pub(super) const GAP: f64 = 0.004;
@@ -158,7 +159,7 @@ struct Auction<'a> {
     supplies: &'a [Supply],
     max_m: f64,
     max_chord2: f64,
-    tree: KdTree,
+    tree: KdTree<u32>,
     knn_buf: Vec<(u32, f64)>,
     /// Each village's unit vector.
     units: Vec<[f64; 3]>,
@@ -194,16 +195,16 @@ struct Auction<'a> {
 /// total person-distance, or `None` when it cannot (not enough room in
 /// range, or the work budget is spent).
 pub(super) fn solve(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Option<Allocation> {
-    solve_with_tree(demands, supplies, params, KdTree::of_supplies(supplies))
+    solve_with_tree(demands, supplies, params, site_tree(supplies))
 }
 
 /// [`solve`] with the k-d tree of `supplies` already built
-/// ([`KdTree::of_supplies`]).
+/// ([`site_tree`]).
 pub(super) fn solve_with_tree(
     demands: &[Demand],
     supplies: &[Supply],
     params: &AllocParams,
-    tree: KdTree,
+    tree: KdTree<u32>,
 ) -> Option<Allocation> {
     let need: u64 = demands.iter().map(|d| u64::from(d.persons)).sum();
     let room: u64 = supplies.iter().map(|s| u64::from(s.free)).sum();
@@ -261,7 +262,7 @@ impl<'a> Auction<'a> {
         demands: &'a [Demand],
         supplies: &'a [Supply],
         params: &AllocParams,
-        tree: KdTree,
+        tree: KdTree<u32>,
     ) -> Option<Self> {
         let max_m = if params.max_distance_m.is_nan() { 0.0 } else { params.max_distance_m.max(0.0) };
         let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
@@ -739,7 +740,7 @@ mod tests {
     fn the_price_certificate_is_a_true_lower_bound() {
         let (demands, supplies) = contended();
         let params = AllocParams::default();
-        let mut a = Auction::new(&demands, &supplies, &params, KdTree::of_supplies(&supplies)).unwrap();
+        let mut a = Auction::new(&demands, &supplies, &params, site_tree(&supplies)).unwrap();
         a.run().unwrap();
         let bound = a.gap_bound_m();
         let got = a.finish().person_m();

@@ -25,10 +25,10 @@
 
 mod auction;
 pub mod exact;
-mod knn;
 mod ssp;
 
 use super::geo::LatLon;
+use super::kdtree::KdTree;
 use super::world::{SiteIdx, VillageIdx};
 
 /// People of one village needing a place. Demands are served in slice order.
@@ -171,10 +171,15 @@ pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -
 /// (10⁵ villages with 1,000 sites would need seconds of bidding).
 const AUCTION_MAX_DEMANDS: usize = 1_000;
 
+/// The k-d tree of the sites of `supplies`, keyed by position in it.
+fn site_tree(supplies: &[Supply]) -> KdTree<u32> {
+    KdTree::new(supplies.iter().enumerate().map(|(i, s)| (s.at.to_unit(), i as u32)).collect())
+}
+
 /// An instance the exact solver could not finish quickly: the auction if
 /// everybody can be placed, else the exact solver on its full budget.
 /// `tree` is the quick attempt's k-d tree of `supplies`.
-fn contended(demands: &[Demand], supplies: &[Supply], params: &AllocParams, tree: knn::KdTree) -> Allocation {
+fn contended(demands: &[Demand], supplies: &[Supply], params: &AllocParams, tree: KdTree<u32>) -> Allocation {
     auction::solve_with_tree(demands, supplies, params, tree)
         .unwrap_or_else(|| ssp::Solver::new(demands, supplies, params).solve_cold())
 }

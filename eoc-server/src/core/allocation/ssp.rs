@@ -48,9 +48,10 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
-use super::knn::KdTree;
+use super::site_tree;
 use super::{AllocParams, Allocation, Demand, Flow, PriceHint, Supply, WarmStart};
 use crate::core::geo::m_to_chord_sq;
+use crate::core::kdtree::KdTree;
 use crate::core::world::{SiteIdx, VillageIdx};
 
 /// Sites a village lists before it needs to look further. Sixteen covers the
@@ -167,7 +168,7 @@ pub(super) struct Solver<'a> {
     supplies: &'a [Supply],
     max_m: f64,
     max_chord2: f64,
-    tree: KdTree,
+    tree: KdTree<u32>,
     knn_buf: Vec<(u32, f64)>,
     // Per demand.
     cands: Vec<Cands>,
@@ -221,7 +222,7 @@ impl<'a> Solver<'a> {
         // A hair of slack on the chord so sites exactly at the limit are not
         // lost to rounding; the great-circle check follows.
         let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
-        let tree = KdTree::of_supplies(supplies);
+        let tree = site_tree(supplies);
         let (n, m) = (demands.len(), supplies.len());
         Solver {
             demands,
@@ -268,7 +269,7 @@ impl<'a> Solver<'a> {
     /// An exact solve from an empty flow within the work budget, or, as
     /// soon as the budget runs out, the k-d tree of the sites for whatever
     /// solves next.
-    pub(super) fn solve_within_budget(mut self) -> Result<Allocation, KdTree> {
+    pub(super) fn solve_within_budget(mut self) -> Result<Allocation, KdTree<u32>> {
         self.greedy_after_budget = false;
         for i in 0..self.demands.len() {
             self.serve(i as u32);
