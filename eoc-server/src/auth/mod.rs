@@ -16,6 +16,7 @@ pub mod cli;
 pub mod policy;
 pub mod store;
 pub mod verifier;
+pub mod watch;
 
 use std::fmt;
 

@@ -8,8 +8,9 @@
 //!
 //! The administrator's commands (`eoc-server user …`) write here while the
 //! server runs; the server sees each change on the next request
-//! ([`UserStore::data_version`]). Every change also rewrites the broker's
-//! password file and ACL ([`write_broker_files`]).
+//! ([`UserStore::data_version`], asked when the files changed). Every
+//! change also rewrites the broker's password file and ACL
+//! ([`write_broker_files`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -242,9 +243,9 @@ impl UserStore {
     }
 
     /// A number that changes whenever another connection changed the store
-    /// (SQLite's `data_version`): cheap enough to ask on every request.
+    /// (SQLite's `data_version`).
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
     }
 
     /// Every user, by name.

@@ -3,9 +3,9 @@
 //! argon2id costs tens of milliseconds by design, so a token is verified
 //! with argon2 once and then remembered by its SHA-256 together with the
 //! user's `version`. Each check first asks the store whether anything
-//! changed since (SQLite's `data_version`, a few microseconds); if so it
-//! reloads the users, and a remembered token of an older version (rotated
-//! or revoked) is refused on its very next use. At most
+//! changed since (SQLite's `data_version`), when its files may have changed
+//! ([`StoreWatch`]); if so it reloads the users, and a remembered token of
+//! an older version (rotated or revoked) is refused on its very next use. At most
 //! [`MAX_CONCURRENT_HASHES`] argon2 checks run at once, off the async
 //! workers, so a flood of wrong tokens cannot starve the server.
 
@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-use super::store::{StoreError, UserRecord, UserStore, verify_token};
+use super::store::{StoreError, USERS_FILE, UserRecord, UserStore, verify_token};
+use super::watch::StoreWatch;
 use super::{Principal, split_token};
 
 /// argon2 verifications running at once, at most.
@@ -53,6 +54,7 @@ pub enum AuthError {
 #[derive(Debug)]
 struct Inner {
     store: UserStore,
+    watch: StoreWatch,
     data_version: Option<i64>,
     by_key: HashMap<String, Arc<UserRecord>>,
     /// SHA-256 of a verified token → (user name, version verified).
@@ -66,7 +68,12 @@ impl Inner {
     }
 
     fn refresh(&mut self) -> Result<(), StoreError> {
+        let now = std::time::Instant::now();
+        if self.data_version.is_some() && !self.watch.must_ask(now) {
+            return Ok(());
+        }
         let v = self.store.data_version()?;
+        self.watch.asked(now);
         if self.data_version == Some(v) {
             return Ok(());
         }
@@ -89,8 +96,11 @@ pub type Authenticated = Arc<Principal>;
 impl Verifier {
     /// Opens the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Verifier, StoreError> {
+        // Watching before opening: no change can fall between the two.
+        let watch = StoreWatch::new(data_dir, USERS_FILE);
         let store = UserStore::open(data_dir)?;
-        let mut inner = Inner { store, data_version: None, by_key: HashMap::new(), verified: HashMap::new() };
+        let mut inner =
+            Inner { store, watch, data_version: None, by_key: HashMap::new(), verified: HashMap::new() };
         inner.refresh()?;
         Ok(Verifier { inner: Mutex::new(inner), hashing: Semaphore::new(MAX_CONCURRENT_HASHES) })
     }
