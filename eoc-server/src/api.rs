@@ -43,9 +43,29 @@ pub const MAX_VILLAGES_PER_QUERY: usize = 5_000;
 /// its capacity occupied or allocated.
 pub const NEAR_FULL_SHARE: f64 = 0.9;
 
-/// What the handlers share.
+/// What the handlers share: one reference-counted pointer, since every
+/// request clones it once per layer.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of a server.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     /// The bus to the writer.
     pub bus: Bus,
     /// Scenario name and counts, for `/readyz`.
@@ -333,11 +353,13 @@ fn action_of(req: &Request) -> String {
 /// [`Access::submit`].
 async fn audit_refusals(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let writes = req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD;
+    if !writes {
+        return next.run(req).await;
+    }
     let who = req.extensions().get::<Arc<Principal>>().cloned();
     let action = action_of(&req);
     let response = next.run(req).await;
-    if writes
-        && !response.status().is_success()
+    if !response.status().is_success()
         && let Some(note) = response.extensions().get::<ErrorNote>()
         && !note.audited
     {

@@ -145,7 +145,7 @@ pub async fn run_with_world(
         .context("starting the mqtt edge")?;
 
     let addr = listeners.http.local_addr().context("reading the http address")?;
-    let state = AppState {
+    let state = AppState::new(api::Shared {
         bus: bus.clone(),
         scenario: Arc::new(info),
         shutdown: local.clone(),
@@ -154,7 +154,7 @@ pub async fn run_with_world(
         ws_open: Arc::default(),
         max_ws: config.access.max_ws_connections,
         ws_coalesce: std::time::Duration::from_millis(config.http.fanout_coalesce_ms),
-    };
+    });
     let app = api::router(state)
         .merge(phones::routes(bus.clone(), access.clone(), &config.phones))
         .merge(dashboard::routes(&config.scenario, &config.dashboard));
