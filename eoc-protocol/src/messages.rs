@@ -168,111 +168,80 @@ pub(crate) mod flat {
     use super::{Envelope, SiteCapacityMsg, TeamPositionMsg, TeamStatusMsg};
     use crate::types::{Service, SiteStatus, TeamStatus};
 
-    /// [`TeamPositionMsg`], flat.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(crate) struct Position {
-        v: u32,
-        id: String,
-        #[serde(deserialize_with = "crate::rfc3339::deserialize")]
-        ts: DateTime<Utc>,
-        #[serde(default)]
-        team_id: Option<String>,
-        lat: f64,
-        lon: f64,
-        #[serde(default)]
-        accuracy_m: Option<f64>,
-        #[serde(default, deserialize_with = "crate::rfc3339::deserialize_option")]
-        at: Option<DateTime<Utc>>,
-        #[serde(default)]
-        battery_pct: Option<f64>,
-        #[serde(default)]
-        speed_mps: Option<f64>,
-        #[serde(default)]
-        heading_deg: Option<f64>,
-        #[serde(default)]
-        altitude_m: Option<f64>,
+    /// A flat twin `$twin` of `$msg`: the envelope's fields, then the
+    /// message's own (each listed once, with its serde attributes), and the
+    /// conversion back.
+    macro_rules! twin {
+        ($(#[$doc:meta])* $twin:ident => $msg:ident { $($(#[$attr:meta])* $field:ident: $ty:ty,)* }) => {
+            $(#[$doc])*
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub(crate) struct $twin {
+                v: u32,
+                id: String,
+                #[serde(deserialize_with = "crate::rfc3339::deserialize")]
+                ts: DateTime<Utc>,
+                $($(#[$attr])* $field: $ty,)*
+            }
+
+            impl From<$twin> for $msg {
+                fn from(m: $twin) -> Self {
+                    $msg { envelope: Envelope { v: m.v, id: m.id, ts: m.ts }, $($field: m.$field,)* }
+                }
+            }
+        };
     }
 
-    impl From<Position> for TeamPositionMsg {
-        fn from(m: Position) -> Self {
-            TeamPositionMsg {
-                envelope: Envelope { v: m.v, id: m.id, ts: m.ts },
-                team_id: m.team_id,
-                lat: m.lat,
-                lon: m.lon,
-                accuracy_m: m.accuracy_m,
-                at: m.at,
-                battery_pct: m.battery_pct,
-                speed_mps: m.speed_mps,
-                heading_deg: m.heading_deg,
-                altitude_m: m.altitude_m,
-            }
+    twin! {
+        /// [`TeamPositionMsg`], flat.
+        Position => TeamPositionMsg {
+            #[serde(default)]
+            team_id: Option<String>,
+            lat: f64,
+            lon: f64,
+            #[serde(default)]
+            accuracy_m: Option<f64>,
+            #[serde(default, deserialize_with = "crate::rfc3339::deserialize_option")]
+            at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            battery_pct: Option<f64>,
+            #[serde(default)]
+            speed_mps: Option<f64>,
+            #[serde(default)]
+            heading_deg: Option<f64>,
+            #[serde(default)]
+            altitude_m: Option<f64>,
         }
     }
 
-    /// [`TeamStatusMsg`], flat.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(crate) struct Status {
-        v: u32,
-        id: String,
-        #[serde(deserialize_with = "crate::rfc3339::deserialize")]
-        ts: DateTime<Utc>,
-        #[serde(default)]
-        team_id: Option<String>,
-        status: TeamStatus,
-        #[serde(default)]
-        battery_pct: Option<f64>,
-        #[serde(default)]
-        note: Option<String>,
-    }
-
-    impl From<Status> for TeamStatusMsg {
-        fn from(m: Status) -> Self {
-            TeamStatusMsg {
-                envelope: Envelope { v: m.v, id: m.id, ts: m.ts },
-                team_id: m.team_id,
-                status: m.status,
-                battery_pct: m.battery_pct,
-                note: m.note,
-            }
+    twin! {
+        /// [`TeamStatusMsg`], flat.
+        Status => TeamStatusMsg {
+            #[serde(default)]
+            team_id: Option<String>,
+            status: TeamStatus,
+            #[serde(default)]
+            battery_pct: Option<f64>,
+            #[serde(default)]
+            note: Option<String>,
         }
     }
 
-    /// [`SiteCapacityMsg`], flat.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(crate) struct Capacity {
-        v: u32,
-        id: String,
-        #[serde(deserialize_with = "crate::rfc3339::deserialize")]
-        ts: DateTime<Utc>,
-        #[serde(default)]
-        site_id: Option<String>,
-        #[serde(default)]
-        capacity: Option<i64>,
-        #[serde(default)]
-        occupancy: Option<i64>,
-        #[serde(default)]
-        status: Option<SiteStatus>,
-        #[serde(default)]
-        services: Option<Vec<Service>>,
-        #[serde(default)]
-        note: Option<String>,
-    }
-
-    impl From<Capacity> for SiteCapacityMsg {
-        fn from(m: Capacity) -> Self {
-            SiteCapacityMsg {
-                envelope: Envelope { v: m.v, id: m.id, ts: m.ts },
-                site_id: m.site_id,
-                capacity: m.capacity,
-                occupancy: m.occupancy,
-                status: m.status,
-                services: m.services,
-                note: m.note,
-            }
+    twin! {
+        /// [`SiteCapacityMsg`], flat.
+        Capacity => SiteCapacityMsg {
+            #[serde(default)]
+            site_id: Option<String>,
+            #[serde(default)]
+            capacity: Option<i64>,
+            #[serde(default)]
+            occupancy: Option<i64>,
+            #[serde(default)]
+            status: Option<SiteStatus>,
+            #[serde(default)]
+            services: Option<Vec<Service>>,
+            #[serde(default)]
+            note: Option<String>,
         }
     }
 }
