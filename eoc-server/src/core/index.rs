@@ -244,6 +244,18 @@ mod tests {
         LatLon::new(lat, lon).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A seeded xorshift generator: the tests' moves, reproducible from the
+    /// seed proptest shrinks.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     fn brute_nearest(points: &[LatLon], q: LatLon) -> f64 {
         points.iter().map(|x| x.distance_m(q)).fold(f64::INFINITY, f64::min)
     }
@@ -268,11 +280,9 @@ mod tests {
         let spots = [p(38.56, 68.78), p(40.28, 69.62), p(37.49, 71.55), p(38.56, 68.78), p(-85.0, 0.0)];
         let mut at: Vec<LatLon> = (0..500).map(|i| spots[i % spots.len()]).collect();
         let mut index = PointIndex::bulk_load(at.iter().copied().enumerate());
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = next();
             let i = (x % 500) as usize;
             let to = spots[((x >> 20) % spots.len() as u64) as usize];
             index.relocate(i, at[i], to);
@@ -316,13 +326,7 @@ mod tests {
             q in coord(),
             k in prop_oneof![1usize..=12, 60usize..=70],
         ) {
-            let mut x = seed | 1;
-            let mut next = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
+            let mut next = xorshift(seed);
             let spots: Vec<LatLon> = (0..50)
                 .map(|_| p((next() % 1_000) as f64 * 0.004 + 37.0, (next() % 1_000) as f64 * 0.006 + 68.0))
                 .collect();
@@ -330,7 +334,7 @@ mod tests {
             let mut index = PointIndex::bulk_load(at.iter().copied().enumerate());
             for _ in 0..moves {
                 let i = (next() % n as u64) as usize;
-                let to = if next() % 2 == 0 {
+                let to = if next().is_multiple_of(2) {
                     spots[(next() % 50) as usize]
                 } else {
                     p((next() % 10_000) as f64 * 0.0004 + 37.0, (next() % 10_000) as f64 * 0.0006 + 68.0)
@@ -359,13 +363,7 @@ mod tests {
             k in 1usize..12,
             radius_m in 0.0f64..300_000.0,
         ) {
-            let mut x = seed | 1;
-            let mut next = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
+            let mut next = xorshift(seed);
             let mut place = |spread: u64| p((next() % spread) as f64 * 0.004 + 37.0, (next() % spread) as f64 * 0.006 + 68.0);
             let mut at: Vec<Option<LatLon>> = (0..n).map(|_| Some(place(1_000))).collect();
             let mut index = PointIndex::bulk_load(at.iter().enumerate().filter_map(|(i, a)| a.map(|a| (i, a))));
