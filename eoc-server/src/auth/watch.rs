@@ -22,10 +22,10 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 /// Whether the user store must be asked for its version.
 #[derive(Debug)]
 pub struct StoreWatch {
+    /// The inotify watch, with the file names (in the watched directory)
+    /// whose changes count; `None` when it could not be set or was lost.
     #[cfg(target_os = "linux")]
-    fd: Option<rustix::fd::OwnedFd>,
-    /// File names (in the watched directory) whose changes count.
-    prefix: Vec<u8>,
+    watch: Option<(rustix::fd::OwnedFd, Vec<u8>)>,
     /// Every check until then asks the store.
     ask_until: Instant,
     /// When the store was last asked.
@@ -35,11 +35,12 @@ pub struct StoreWatch {
 impl StoreWatch {
     /// Watches the files of `data_dir` whose names begin with `prefix`.
     pub fn new(data_dir: &Path, prefix: &str) -> StoreWatch {
+        #[cfg(not(target_os = "linux"))]
+        let _ = (data_dir, prefix);
         let now = Instant::now();
         StoreWatch {
             #[cfg(target_os = "linux")]
-            fd: linux::watch(data_dir),
-            prefix: prefix.as_bytes().to_vec(),
+            watch: linux::watch(data_dir).map(|fd| (fd, prefix.as_bytes().to_vec())),
             ask_until: now,
             asked_at: now,
         }
@@ -63,13 +64,13 @@ impl StoreWatch {
     /// waiting is read); always, without a watch.
     #[cfg(target_os = "linux")]
     fn saw_change(&mut self) -> bool {
-        let Some(fd) = &self.fd else { return true };
-        match linux::drain(fd, &self.prefix) {
+        let Some((fd, prefix)) = &self.watch else { return true };
+        match linux::drain(fd, prefix) {
             Some(changed) => changed,
             None => {
                 // The watch is gone (directory removed, read failed):
                 // from now on, ask every time.
-                self.fd = None;
+                self.watch = None;
                 true
             }
         }
@@ -77,7 +78,6 @@ impl StoreWatch {
 
     #[cfg(not(target_os = "linux"))]
     fn saw_change(&mut self) -> bool {
-        let _ = &self.prefix;
         true
     }
 }
