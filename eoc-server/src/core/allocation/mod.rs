@@ -312,6 +312,32 @@ mod tests {
         }
     }
 
+    /// Once the budget is spent, each demand in turn fills the nearest
+    /// sites that still have room, in range, and what no site in range can
+    /// take is short: a site that filled is passed over by every later
+    /// demand, and a full or out-of-range one is never used.
+    #[test]
+    fn greedy_placement_fills_the_nearest_sites_with_room_first() {
+        let at = |km_east: f64| p(38.5, 69.0 + km_east / 87.0);
+        let supplies = vec![
+            supply(0, at(1.0), 0),
+            supply(1, at(2.0), 10),
+            supply(2, at(3.0), 100),
+            supply(3, at(50.0), 1_000),
+            supply(4, at(400.0), 1_000),
+        ];
+        let demands = vec![demand(0, at(0.0), 60), demand(1, at(0.5), 100), demand(2, at(0.2), 1_000)];
+        let params = AllocParams { max_distance_m: 100_000.0 };
+        let a = ssp::Solver::new(&demands, &supplies, &params).with_budget(0).solve_cold();
+        check_feasible(&a, &demands, &supplies, &params);
+        assert!(a.is_approximate());
+        assert_eq!((persons_at(&a, 0, 1), persons_at(&a, 0, 2)), (10, 50));
+        assert_eq!((persons_at(&a, 1, 2), persons_at(&a, 1, 3)), (50, 50));
+        assert_eq!(persons_at(&a, 2, 3), 950);
+        assert_eq!(a.shortfall, vec![(VillageIdx(2), 50)]);
+        assert!(a.flows.iter().all(|f| f.site != SiteIdx(0) && f.site != SiteIdx(4)));
+    }
+
     /// The quick first attempt of `allocate` either finishes exactly or
     /// says it could not; it never hands back a half-greedy answer that
     /// the auction would then have to beat.

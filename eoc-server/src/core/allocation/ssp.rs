@@ -76,9 +76,6 @@ pub(super) const WORK_BUDGET: u64 = 4_000_000;
 /// give up without placing the rest and go to the auction.
 pub(super) const QUICK_BUDGET: u64 = 10_000;
 
-/// Below this many sites with room, greedy placement scans them directly.
-const OPEN_SCAN: usize = 256;
-
 /// Reduced costs that rounding pushed below zero by less than this many
 /// metres are treated as zero.
 const EPS_M: f64 = 1e-6;
@@ -207,12 +204,11 @@ pub(super) struct Solver<'a> {
     /// Whether to place the rest greedily once the budget runs out, or to
     /// stop (a quick attempt whose caller has a better fallback).
     greedy_after_budget: bool,
-    /// Sites with room left once greedy placement took over (it only ever
-    /// takes room, so at zero every later demand is short at once).
-    sites_with_room: Option<usize>,
-    /// Once few sites have room, greedy scans just them instead of asking
-    /// the tree for ever more neighbours of villages whose sites are full.
-    open_sites: Vec<u32>,
+    /// The sites with room once greedy placement took over (it only ever
+    /// takes room), keyed by position in the supply slice.
+    open: Option<KdTree<u32>>,
+    /// Sites the greedy placement under way filled (scratch of `greedy`).
+    filled: Vec<([f64; 3], u32)>,
 }
 
 impl<'a> Solver<'a> {
@@ -255,8 +251,8 @@ impl<'a> Solver<'a> {
             budget: WORK_BUDGET,
             greedy_after_budget: true,
             exhausted: false,
-            sites_with_room: None,
-            open_sites: Vec::new(),
+            open: None,
+            filled: Vec::new(),
         }
     }
 
@@ -542,51 +538,28 @@ impl<'a> Solver<'a> {
     }
 
     /// Places what is left of demand `i` at the nearest sites with room,
-    /// within range: the fallback once the work budget is spent.
+    /// within range: the fallback once the work budget is spent. The sites
+    /// with room are walked nearest first in a k-d tree of their own, which
+    /// a site leaves when it fills, so a village whose neighbourhood is full
+    /// does not look at the full sites again and again.
     fn greedy(&mut self, i: u32) {
-        let with_room =
-            *self.sites_with_room.get_or_insert_with(|| self.room.iter().filter(|&&r| r > 0).count());
-        if with_room == 0 {
-            return;
-        }
+        let (room, supplies) = (&self.room, self.supplies);
+        let open = self.open.take().unwrap_or_else(|| {
+            KdTree::new(
+                (0..room.len() as u32)
+                    .filter(|&t| room[t as usize] > 0)
+                    .map(|t| (supplies[t as usize].at.to_unit(), t))
+                    .collect(),
+            )
+        });
         let at = self.demands[i as usize].at;
-        if with_room <= OPEN_SCAN {
-            if self.open_sites.is_empty() || self.open_sites.len() > OPEN_SCAN {
-                self.open_sites =
-                    (0..self.room.len() as u32).filter(|&t| self.room[t as usize] > 0).collect();
-            }
-            let room = &self.room;
-            self.open_sites.retain(|&t| room[t as usize] > 0);
-            let mut near: Vec<(u32, f64)> = self
-                .open_sites
-                .iter()
-                .map(|&t| (t, at.distance_m(self.supplies[t as usize].at)))
-                .filter(|&(_, d)| d <= self.max_m)
-                .collect();
-            near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            for (t, d) in near {
-                let left = self.left[i as usize];
-                if left == 0 {
+        let mut filled = std::mem::take(&mut self.filled);
+        if !open.is_empty() {
+            for (t, chord2, unit) in open.nearest_iter(at.to_unit()) {
+                if chord2 > self.max_chord2 || self.left[i as usize] == 0 {
                     break;
                 }
-                if self.flow_at(i, t).is_some() {
-                    continue;
-                }
-                self.place_greedily(i, t, d);
-            }
-            return;
-        }
-        let mut k = CANDIDATES * 4;
-        loop {
-            let want = k.min(self.supplies.len());
-            self.tree.nearest(at.to_unit(), want, self.max_chord2, &mut self.knn_buf);
-            let near: Vec<u32> = self.knn_buf.iter().map(|&(t, _)| t).collect();
-            for t in near {
                 let ti = t as usize;
-                let left = self.left[i as usize];
-                if left == 0 {
-                    return;
-                }
                 if self.room[ti] == 0 || self.flow_at(i, t).is_some() {
                     continue;
                 }
@@ -595,12 +568,17 @@ impl<'a> Solver<'a> {
                     continue;
                 }
                 self.place_greedily(i, t, d);
+                if self.room[ti] == 0 {
+                    filled.push((unit, t));
+                }
             }
-            if self.left[i as usize] == 0 || want >= self.supplies.len() || self.knn_buf.len() < want {
-                return;
-            }
-            k *= 4;
         }
+        let mut open = open;
+        for (unit, t) in filled.drain(..) {
+            open.remove(unit, t);
+        }
+        self.filled = filled;
+        self.open = Some(open);
     }
 
     /// Places as many of demand `i`'s people at site `t` (`d` metres away)
@@ -609,11 +587,6 @@ impl<'a> Solver<'a> {
         let ti = t as usize;
         let take = self.left[i as usize].min(self.room[ti]);
         self.room[ti] -= take;
-        if self.room[ti] == 0
-            && let Some(n) = self.sites_with_room.as_mut()
-        {
-            *n = n.saturating_sub(1);
-        }
         self.left[i as usize] -= take;
         self.add_flow(i, t, take, d);
     }
