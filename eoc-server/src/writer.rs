@@ -781,7 +781,21 @@ impl Writer {
             for (k, &i) in fresh.iter().enumerate() {
                 let s = &subs[i];
                 let t = Instant::now();
-                let result = engine.apply(&s.command, &s.by, now_ms);
+                // An alert's own frame goes out at once, after the frames of
+                // the batch so far, while its impact and allocation are
+                // worked out: dashboards show it without waiting for them.
+                let (frames_tx, json) = (&self.frames_tx, &mut self.spare.json);
+                let result = engine.apply_alert_first(&s.command, &s.by, now_ms, &mut |delta| {
+                    for frame in deltas_out.drain(..) {
+                        publish(frames_tx, json, frame);
+                    }
+                    seq += 1;
+                    publish(
+                        frames_tx,
+                        json,
+                        DeltaFrame { v: PROTOCOL_VERSION, seq, server_ts_ms: now_ms, delta },
+                    );
+                });
                 self.metrics.apply.observe(t.elapsed());
                 match result {
                     Ok(deltas) => {
@@ -809,22 +823,9 @@ impl Writer {
             }
             self.seq.store(seq, Ordering::Release);
         }
-        let mut json = std::mem::take(&mut self.spare.json);
         for frame in deltas_out.drain(..) {
-            json.clear();
-            let written = serde_json::to_writer(&mut json, &frame).map_err(|e| e.to_string());
-            let text: tokio_tungstenite::tungstenite::Utf8Bytes =
-                match written.and_then(|()| std::str::from_utf8(&json).map_err(|e| e.to_string())) {
-                    Ok(text) => text.to_owned().into(),
-                    Err(err) => {
-                        error!(seq = frame.seq, error = %err, "could not serialise a delta");
-                        format!(r#"{{"v":1,"seq":{},"type":"unserialisable"}}"#, frame.seq).into()
-                    }
-                };
-            // No receiver is not an error: nobody is watching.
-            let _ = self.frames_tx.send(Arc::new(Published { frame, json: text }));
+            publish(&self.frames_tx, &mut self.spare.json, frame);
         }
-        self.spare.json = json;
         self.spare.deltas = deltas_out;
 
         let current = self.seq.load(Ordering::Acquire);
@@ -925,6 +926,23 @@ impl Writer {
 /// at most [`DEDUP_MAX`] such rows (beyond it the oldest would be taken for
 /// applied by a restart: a retry of it, a day old, would be answered as a
 /// duplicate rather than judged again).
+/// Serialises `frame` (in `json`, a buffer kept between frames) and sends
+/// it to every connection.
+fn publish(frames_tx: &broadcast::Sender<Arc<Published>>, json: &mut Vec<u8>, frame: DeltaFrame) {
+    json.clear();
+    let written = serde_json::to_writer(&mut *json, &frame).map_err(|e| e.to_string());
+    let text: tokio_tungstenite::tungstenite::Utf8Bytes =
+        match written.and_then(|()| std::str::from_utf8(json).map_err(|e| e.to_string())) {
+            Ok(text) => text.to_owned().into(),
+            Err(err) => {
+                error!(seq = frame.seq, error = %err, "could not serialise a delta");
+                format!(r#"{{"v":1,"seq":{},"type":"unserialisable"}}"#, frame.seq).into()
+            }
+        };
+    // No receiver is not an error: nobody is watching.
+    let _ = frames_tx.send(Arc::new(Published { frame, json: text }));
+}
+
 fn remember_refused(refused: &mut VecDeque<i64>, row: i64) {
     if refused.len() >= DEDUP_MAX {
         refused.pop_front();

@@ -156,3 +156,71 @@ async fn commits_start_at_least_the_interval_apart_and_take_what_queued() {
     let rows: i64 = journal.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, MESSAGES as i64);
 }
+
+/// An alert's frame is published before its impact and allocation are
+/// worked out, yet every dashboard still sees one gapless run of `seq`:
+/// the frames of positions applied earlier in the same batch go out before
+/// it, and the alert's impact right after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_goes_out_first_within_one_gapless_run_of_frames() {
+    let dir = data_dir();
+    let engine = Engine::new(small_world(), EngineConfig::default());
+    let (bus, mut w) = writer::start(
+        engine,
+        dir.path(),
+        &JournalConfig::default(),
+        writer::FRAME_BUFFER,
+        Arc::new(Metrics::default()),
+        Arc::new(Readiness::default()),
+    )
+    .unwrap();
+    let stop_tx = w.stopper().unwrap();
+    let writer = std::thread::spawn(move || w.run().unwrap());
+    let mut frames = bus.subscribe();
+
+    // Positions queued around each alert land in the alert's batch, before
+    // and after it.
+    let mut queued = Vec::new();
+    for k in 0..5 {
+        for p in 0..20 {
+            let lat = 38.5 + f64::from(k * 20 + p) * 1e-4;
+            queued.push(bus.enqueue(position(&format!("pos-{k}-{p}"), "t-1", lat)).await.unwrap());
+        }
+        let alert = serde_json::json!({
+            "v": 1, "id": format!("quake-{k}"), "ts": chrono::Utc::now(), "alert_id": format!("quake-{k}"),
+            "hazard": "earthquake", "urgency": "immediate", "severity": "severe", "certainty": "observed",
+            "status": "exercise", "earthquake": {"lat": 38.56, "lon": 68.78, "depth_km": 10.0, "magnitude": 6.5}
+        });
+        let msg = eoc_protocol::validate::parse_json(alert.to_string().as_bytes()).unwrap();
+        queued.push(
+            bus.enqueue(Submission {
+                command: Command::Alert(msg),
+                msg_id: Some(format!("quake-{k}")),
+                by: "chair".to_owned(),
+                edge: Edge::Http,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    for q in queued {
+        assert!(matches!(q.answer().await, Ok(Accepted::Applied { .. })));
+    }
+    let last = bus.seq();
+    let mut seen = Vec::new();
+    while seen.last().is_none_or(|&(seq, _)| seq < last) {
+        let published = frames.recv().await.unwrap();
+        let kind = serde_json::to_value(&published.frame.delta).unwrap()["type"].as_str().unwrap().to_owned();
+        seen.push((published.frame.seq, kind));
+    }
+    let seqs: Vec<u64> = seen.iter().map(|&(seq, _)| seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "one gapless run of seq in order");
+    let kinds: Vec<&str> = seen.iter().map(|(_, kind)| kind.as_str()).collect();
+    let alerts: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i] == "alert").collect();
+    assert_eq!(alerts.len(), 5, "{kinds:?}");
+    for &i in &alerts {
+        assert_eq!(kinds.get(i + 1), Some(&"impact"), "the impact follows its alert: {kinds:?}");
+    }
+    stop_tx.send(WriterMsg::Stop).await.unwrap();
+    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+}

@@ -337,9 +337,30 @@ impl Engine {
     /// Applies one command at time `now_ms` on behalf of `by` (an identity,
     /// recorded in the state). On error nothing has changed.
     pub fn apply(&mut self, cmd: &Command, by: &str, now_ms: i64) -> Result<Vec<Delta>, Problems> {
+        let mut first = None;
+        let mut rest = self.apply_alert_first(cmd, by, now_ms, &mut |d| first = Some(d))?;
+        if let Some(d) = first {
+            rest.insert(0, d);
+        }
+        Ok(rest)
+    }
+
+    /// [`Engine::apply`], handing an alert's own delta (issued, updated or
+    /// cancelled) to `alert` as soon as the alert is recorded, before its
+    /// impact and the allocation around it are worked out, so that it can
+    /// be published while they are; the deltas returned are the rest, in
+    /// the order [`Engine::apply`] gives them. On error nothing has changed
+    /// and `alert` was not called.
+    pub fn apply_alert_first(
+        &mut self,
+        cmd: &Command,
+        by: &str,
+        now_ms: i64,
+        alert: &mut dyn FnMut(Delta),
+    ) -> Result<Vec<Delta>, Problems> {
         let mut ch = Changes::default();
         match cmd {
-            Command::Alert(m) => self.on_alert(m, by, now_ms, &mut ch)?,
+            Command::Alert(m) => self.on_alert(m, by, now_ms, &mut ch, alert)?,
             Command::TeamPosition(m) => self.on_position(m, now_ms, &mut ch)?,
             Command::TeamStatus(m) => self.on_team_status(m, by, now_ms, &mut ch)?,
             Command::SiteCapacity(m) => self.on_site(m, now_ms, &mut ch)?,
@@ -360,7 +381,14 @@ impl Engine {
 
     // ---- commands -------------------------------------------------------
 
-    fn on_alert(&mut self, m: &AlertMsg, by: &str, now_ms: i64, ch: &mut Changes) -> Result<(), Problems> {
+    fn on_alert(
+        &mut self,
+        m: &AlertMsg,
+        by: &str,
+        now_ms: i64,
+        ch: &mut Changes,
+        alert: &mut dyn FnMut(Delta),
+    ) -> Result<(), Problems> {
         let existing = self.alert_ids.get(&m.alert_id).copied();
         match (m.msg_type, existing) {
             (MsgType::Alert, Some(_)) => {
@@ -386,9 +414,9 @@ impl Engine {
             a.updated_at_ms = now_ms;
             a.msg.msg_type = MsgType::Cancel;
             self.event(ch, now_ms, "alert_cancelled", format!("alert {} cancelled by {by}", m.alert_id));
+            alert(Delta::Alert(self.alert_view(i)));
             let hit = self.sites_hit_by(i);
             self.release_alert(i, now_ms, "alert cancelled", ch);
-            Changes::push(&mut ch.alerts, i);
             Changes::push(&mut ch.impacts, i);
             self.reallocate_around(i, &hit, ch);
             self.dispatch_all(now_ms, ch);
@@ -434,7 +462,7 @@ impl Engine {
                 i
             }
         };
-        Changes::push(&mut ch.alerts, i);
+        alert(Delta::Alert(self.alert_view(i)));
         let mut hit = hit_before;
         self.recompute_impact(i, now_ms, ch);
         hit.extend(self.sites_hit_by(i));

@@ -626,3 +626,47 @@ fn timestamps_convert_both_ways() {
     let t: DateTime<Utc> = from_ms(T0);
     assert_eq!(super::engine::to_ms(t), T0);
 }
+
+/// `apply_alert_first` hands over an alert's own delta before the rest
+/// (issue, update and cancel alike), and with it the rest are the deltas
+/// `apply` gives; a refused alert hands over nothing and changes nothing.
+#[test]
+fn an_alert_is_handed_over_before_its_impact_and_allocation() {
+    let (mut streamed, mut whole) = (engine(), engine());
+    let mut update = match quake("m2", "A1", AlertStatus::Actual, 7.0) {
+        Command::Alert(m) => m,
+        _ => unreachable!(),
+    };
+    update.msg_type = MsgType::Update;
+    let mut cancel = update.clone();
+    cancel.envelope.id = "m3".to_owned();
+    cancel.msg_type = MsgType::Cancel;
+    let commands =
+        [quake("m1", "A1", AlertStatus::Actual, 6.5), Command::Alert(update), Command::Alert(cancel)];
+    for (k, cmd) in commands.iter().enumerate() {
+        let now = T0 + 1000 * k as i64;
+        let mut first = Vec::new();
+        let rest = streamed.apply_alert_first(cmd, "chair", now, &mut |d| first.push(d)).unwrap();
+        let all = whole.apply(cmd, "chair", now).unwrap();
+        assert!(
+            matches!(first.as_slice(), [Delta::Alert(a)] if a.alert_id == "A1"),
+            "command {k}: {first:?}"
+        );
+        assert!(rest.iter().any(|d| matches!(d, Delta::Impact(_))), "command {k}: the impact comes after");
+        // The same deltas as `apply` (two engines may list the teams and
+        // tasks of one change in another order), the alert's first in both.
+        assert_eq!(all.first(), first.first(), "command {k}");
+        let sorted = |ds: &[Delta]| {
+            let mut v: Vec<String> = ds.iter().map(|d| format!("{d:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&[first, rest].concat()), sorted(&all), "command {k}");
+    }
+    let before = snapshot_json(&streamed);
+    let mut called = false;
+    let refused = streamed.apply_alert_first(&commands[1], "chair", T0 + 5000, &mut |_| called = true);
+    assert!(refused.is_err(), "an update of a cancelled alert is refused");
+    assert!(!called);
+    assert_eq!(snapshot_json(&streamed), before);
+}
