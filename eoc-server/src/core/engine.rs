@@ -764,12 +764,15 @@ impl Engine {
         self.alerts[i].exposures = exposures;
         Changes::push(&mut ch.impacts, i);
         // Tasks for villages no longer affected end unless accepted.
-        let stale: Vec<TaskIdx> = self
+        let mut stale: Vec<TaskIdx> = self
             .village_task
             .iter()
             .filter(|((a, v), _)| *a == i && !affected.contains(v))
             .map(|(_, &k)| k)
             .collect();
+        // In the order the tasks were made, not the map's: the same command
+        // gives the same deltas and events on every engine (a replay too).
+        stale.sort_unstable();
         for k in stale {
             let state = self.tasks[k.0 as usize].state;
             if matches!(state, TaskState::Proposed | TaskState::Assigned) {
@@ -783,8 +786,9 @@ impl Engine {
     /// accepted tasks alike (the alert is over, teams are told).
     fn release_alert(&mut self, i: usize, now_ms: i64, why: &str, ch: &mut Changes) {
         self.alerts[i].exposures.clear();
-        let live: Vec<TaskIdx> =
+        let mut live: Vec<TaskIdx> =
             self.village_task.iter().filter(|((a, _), _)| *a == i).map(|(_, &k)| k).collect();
+        live.sort_unstable();
         for k in live {
             self.end_task(k, TaskState::Cancelled, "eoc", now_ms, Some(why.to_owned()), ch);
         }
