@@ -32,6 +32,32 @@ fn position(id: &str, team: &str, lat: f64) -> Submission {
     }
 }
 
+/// A writer on the small world, journalling into `dir` on a thread of its
+/// own, as `run` starts it.
+struct Running {
+    bus: Bus,
+    stop_tx: tokio::sync::mpsc::Sender<WriterMsg>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(dir: &std::path::Path, config: &JournalConfig, metrics: Arc<Metrics>) -> Running {
+        let engine = Engine::new(small_world(), EngineConfig::default());
+        let (bus, mut w) =
+            writer::start(engine, dir, config, writer::FRAME_BUFFER, metrics, Arc::new(Readiness::default()))
+                .unwrap();
+        let stop_tx = w.stopper().unwrap();
+        let thread = std::thread::spawn(move || w.run().unwrap());
+        Running { bus, stop_tx, thread }
+    }
+
+    /// Stops the writer and waits for it to have checkpointed.
+    async fn stop(self) {
+        self.stop_tx.send(WriterMsg::Stop).await.unwrap();
+        tokio::task::spawn_blocking(move || self.thread.join().unwrap()).await.unwrap();
+    }
+}
+
 /// Queues three copies of a message with a short pause between them, so
 /// that over many rounds copies land in the same batch, in the batch after
 /// the first one's (while it is being committed), and after it was applied.
@@ -56,18 +82,8 @@ async fn copies(bus: &Bus, s: &Submission) -> Vec<Result<Accepted, SubmitError>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_in_any_batch_are_applied_once_and_answered_alike() {
     let dir = data_dir();
-    let engine = Engine::new(small_world(), EngineConfig::default());
-    let (bus, mut w) = writer::start(
-        engine,
-        dir.path(),
-        &JournalConfig::default(),
-        writer::FRAME_BUFFER,
-        Arc::new(Metrics::default()),
-        Arc::new(Readiness::default()),
-    )
-    .unwrap();
-    let stop_tx = w.stopper().unwrap();
-    let writer = std::thread::spawn(move || w.run().unwrap());
+    let writer = Running::start(dir.path(), &JournalConfig::default(), Arc::new(Metrics::default()));
+    let bus = writer.bus.clone();
 
     const ROUNDS: usize = 200;
     let mut rounds = Vec::new();
@@ -92,8 +108,7 @@ async fn retries_in_any_batch_are_applied_once_and_answered_alike() {
         assert_eq!((applied, duplicates), (1, 2), "round {r}: {good:?}");
         assert!(bad.iter().all(|a| matches!(a, Err(SubmitError::Rejected(_)))), "round {r}: {bad:?}");
     }
-    stop_tx.send(WriterMsg::Stop).await.unwrap();
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    writer.stop().await;
 
     let journal = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
     let good_rows: i64 = journal
@@ -113,20 +128,10 @@ async fn retries_in_any_batch_are_applied_once_and_answered_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_start_at_least_the_interval_apart_and_take_what_queued() {
     let dir = data_dir();
-    let engine = Engine::new(small_world(), EngineConfig::default());
     let metrics = Arc::new(Metrics::default());
     let config = JournalConfig { commit_interval_ms: 50, ..JournalConfig::default() };
-    let (bus, mut w) = writer::start(
-        engine,
-        dir.path(),
-        &config,
-        writer::FRAME_BUFFER,
-        metrics.clone(),
-        Arc::new(Readiness::default()),
-    )
-    .unwrap();
-    let stop_tx = w.stopper().unwrap();
-    let writer = std::thread::spawn(move || w.run().unwrap());
+    let writer = Running::start(dir.path(), &config, metrics.clone());
+    let bus = writer.bus.clone();
 
     const MESSAGES: usize = 200;
     let started = std::time::Instant::now();
@@ -139,8 +144,7 @@ async fn commits_start_at_least_the_interval_apart_and_take_what_queued() {
         assert!(matches!(q.answer().await, Ok(Accepted::Applied { .. })));
     }
     let elapsed = started.elapsed();
-    stop_tx.send(WriterMsg::Stop).await.unwrap();
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    writer.stop().await;
 
     let text = metrics.render(0);
     let commits: u64 = text
@@ -164,18 +168,8 @@ async fn commits_start_at_least_the_interval_apart_and_take_what_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_goes_out_first_within_one_gapless_run_of_frames() {
     let dir = data_dir();
-    let engine = Engine::new(small_world(), EngineConfig::default());
-    let (bus, mut w) = writer::start(
-        engine,
-        dir.path(),
-        &JournalConfig::default(),
-        writer::FRAME_BUFFER,
-        Arc::new(Metrics::default()),
-        Arc::new(Readiness::default()),
-    )
-    .unwrap();
-    let stop_tx = w.stopper().unwrap();
-    let writer = std::thread::spawn(move || w.run().unwrap());
+    let writer = Running::start(dir.path(), &JournalConfig::default(), Arc::new(Metrics::default()));
+    let bus = writer.bus.clone();
     let mut frames = bus.subscribe();
 
     // Positions queued around each alert land in the alert's batch, before
@@ -221,6 +215,5 @@ async fn an_alert_goes_out_first_within_one_gapless_run_of_frames() {
     for &i in &alerts {
         assert_eq!(kinds.get(i + 1), Some(&"impact"), "the impact follows its alert: {kinds:?}");
     }
-    stop_tx.send(WriterMsg::Stop).await.unwrap();
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    writer.stop().await;
 }

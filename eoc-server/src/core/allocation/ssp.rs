@@ -544,7 +544,7 @@ impl<'a> Solver<'a> {
     /// does not look at the full sites again and again.
     fn greedy(&mut self, i: u32) {
         let (room, supplies) = (&self.room, self.supplies);
-        let open = self.open.take().unwrap_or_else(|| {
+        let mut open = self.open.take().unwrap_or_else(|| {
             KdTree::new(
                 (0..room.len() as u32)
                     .filter(|&t| room[t as usize] > 0)
@@ -573,7 +573,6 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        let mut open = open;
         for (unit, t) in filled.drain(..) {
             open.remove(unit, t);
         }
