@@ -16,8 +16,11 @@
 //!   1,000 demands, one that solver cannot finish in a fifth of a
 //!   millisecond of work, goes to an auction (`auction.rs`) when everybody
 //!   can be placed: near-optimal (within 1 % in the tests, 0.07 % on the
-//!   Tajikistan M7.2) in a fraction of the time. When room runs out the
-//!   exact solver goes on, within its budget.
+//!   Tajikistan M7.2) in a fraction of the time. When room runs out, an
+//!   instance of up to [`SIMPLEX_MAX_PAIRS`] demand–site pairs goes to a
+//!   network simplex on the candidate graph (`simplex.rs`), exact within its
+//!   own budget; past either, the exact solver goes on within its budget and
+//!   places the rest greedily.
 //! - [`reallocate`] starts from the previous result and its site prices and
 //!   repairs only what a change broke.
 //! - [`exact`] is an independent reference solver on the complete graph,
@@ -25,6 +28,7 @@
 
 mod auction;
 pub mod exact;
+mod simplex;
 mod ssp;
 
 use super::geo::LatLon;
@@ -77,7 +81,8 @@ pub struct Allocation {
     /// People with no place, per village, in demand order.
     pub shortfall: Vec<(VillageIdx, u32)>,
     /// Site prices that certify the flow optimal; `None` for an allocation
-    /// not made by this module, which [`reallocate`] then solves cold.
+    /// not made by this module or made by the network simplex (whose prices
+    /// carry its rank penalties), which [`reallocate`] then solves cold.
     warm: Option<Box<WarmStart>>,
     /// Whether it is not proven minimal: placed by the auction, or, after
     /// the work budget ran out, partly greedily.
@@ -157,7 +162,12 @@ impl Default for AllocParams {
 /// two demands.
 pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
     if demands.len() > AUCTION_MAX_DEMANDS {
-        return ssp::Solver::new(demands, supplies, params).solve_cold();
+        if !simplex_may_finish(demands, supplies) {
+            return ssp::Solver::new(demands, supplies, params).solve_cold();
+        }
+        return ssp::Solver::new(demands, supplies, params)
+            .solve_within_budget()
+            .unwrap_or_else(|_| short_of_room(demands, supplies, params));
     }
     ssp::Solver::new(demands, supplies, params)
         .with_budget(ssp::QUICK_BUDGET)
@@ -181,17 +191,41 @@ fn site_tree(supplies: &[Supply]) -> KdTree<u32> {
 /// `tree` is the quick attempt's k-d tree of `supplies`.
 fn contended(demands: &[Demand], supplies: &[Supply], params: &AllocParams, tree: KdTree<u32>) -> Allocation {
     auction::solve_with_tree(demands, supplies, params, tree)
+        .unwrap_or_else(|| short_of_room(demands, supplies, params))
+}
+
+/// A contended instance the auction cannot take (not everybody fits) or
+/// too large for it: the network simplex, exact, when it can finish within
+/// its budget; else the exact solver on its own budget, placing what is left
+/// when that runs out greedily.
+fn short_of_room(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
+    simplex_may_finish(demands, supplies)
+        .then(|| simplex::solve(demands, supplies, params, simplex::WORK_BUDGET))
+        .flatten()
         .unwrap_or_else(|| ssp::Solver::new(demands, supplies, params).solve_cold())
 }
+
+/// Whether an instance is small enough for the network simplex to finish
+/// a contended solve within its budget: up to [`SIMPLEX_MAX_PAIRS`]
+/// demand–site pairs. Beyond, its pivots grow past the budget (a tight
+/// 3,000 × 180 needs about 60 million units) and trying would only add its
+/// budget to the time the greedy fallback takes anyway.
+fn simplex_may_finish(demands: &[Demand], supplies: &[Supply]) -> bool {
+    demands.len().saturating_mul(supplies.len()) <= SIMPLEX_MAX_PAIRS
+}
+
+/// See [`simplex_may_finish`].
+const SIMPLEX_MAX_PAIRS: usize = 250_000;
 
 /// Re-allocates after a change (site room, demands, or both), warm-started
 /// from `previous`: flows that are still possible are kept with the prices
 /// that made them optimal, what the change broke is evicted and placed again.
 /// Serves the same persons per demand at the same total person-metres as
 /// [`allocate`] on the same input (ties between equally good flows may be
-/// broken differently). Falls back to [`allocate`] when `previous` was not
-/// made by this module, was made under another distance limit, or the input
-/// lists a village or a site twice.
+/// broken differently). Falls back to [`allocate`] when `previous` carries
+/// no site prices (not made by this module, or by its network simplex), was
+/// made under another distance limit, or the input lists a village or a
+/// site twice.
 pub fn reallocate(
     previous: &Allocation,
     demands: &[Demand],
@@ -310,6 +344,60 @@ mod tests {
             let again = reallocate(&a, &demands, &supplies, &params);
             assert_same_optimum(&again, &exact, &demands);
         }
+    }
+
+    /// Villages in clusters wanting a fifth more room than the sites have:
+    /// too contended for the exact solver's budget, too large for the
+    /// auction's, not everybody fits.
+    fn crowded() -> (Vec<Demand>, Vec<Supply>) {
+        let mut seed = 0x5EED_u64;
+        let mut unit = move || {
+            // SplitMix64.
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let centres: Vec<(f64, f64)> = (0..12).map(|_| (37.5 + 2.0 * unit(), 68.5 + 3.0 * unit())).collect();
+        let demands: Vec<Demand> = (0..1_200)
+            .map(|i| {
+                let (lat, lon) = centres[i % centres.len()];
+                let at = p(lat + 0.3 * (unit() - 0.5), lon + 0.4 * (unit() - 0.5));
+                demand(i as u32, at, 10 + (unit() * unit() * 400.0) as u32)
+            })
+            .collect();
+        let total: u32 = demands.iter().map(|d| d.persons).sum();
+        let supplies = (0..100)
+            .map(|j| {
+                let at = demands[(unit() * demands.len() as f64) as usize].at;
+                supply(j, at, (f64::from(total) * 0.8 / 100.0 * (0.5 + unit())) as u32)
+            })
+            .collect();
+        (demands, supplies)
+    }
+
+    /// Where the exact solver runs out of budget and not everybody fits,
+    /// the network simplex still finds the optimum: the most exposed
+    /// villages served first, at the least person-metres, not flagged
+    /// approximate.
+    #[test]
+    fn a_crowded_instance_beyond_the_exact_solvers_budget_is_solved_exactly() {
+        let (demands, supplies) = crowded();
+        let params = AllocParams::default();
+        assert!(ssp::Solver::new(&demands, &supplies, &params).solve_within_budget().is_err());
+        let a = allocate(&demands, &supplies, &params);
+        check_feasible(&a, &demands, &supplies, &params);
+        assert!(!a.is_approximate());
+        assert!(a.shortfall_total() > 0);
+        let want = exact::solve(&demands, &supplies, &params);
+        assert_same_optimum(&a, &want, &demands);
+        // The exact solver alone, on its budget, does worse.
+        let greedy = ssp::Solver::new(&demands, &supplies, &params).solve_cold();
+        assert!(greedy.is_approximate());
+        assert!(served(&greedy, &demands) < served(&a, &demands) || greedy.person_m() > a.person_m());
+        // The next change starts cold and finds the same optimum.
+        assert_same_optimum(&reallocate(&a, &demands, &supplies, &params), &want, &demands);
     }
 
     /// Once the budget is spent, each demand in turn fills the nearest

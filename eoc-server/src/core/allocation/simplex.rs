@@ -1,0 +1,593 @@
+//! Network simplex on the candidate graph, for contended instances.
+//!
+//! # Model
+//!
+//! One node per demand, one per site with room, and a sink `T`, the root of
+//! the spanning tree. Demand `i` supplies its persons; `T` takes them all.
+//! Arcs:
+//!
+//! - demand → site within range, at the great-circle distance per person,
+//!   uncapacitated;
+//! - site → `T`, free of cost, capacity the site's room;
+//! - demand → `T`, "unserved", at a penalty `M(i) = (n − i) · B` that falls
+//!   with rank.
+//!
+//! `B` exceeds what any simple path of demand–site arcs can cost (a path
+//! crosses each site at most once, so at most `sites + 2` arcs of at most
+//! `max_distance_m` each). A min-cost flow therefore never trades a person of
+//! demand `i` for any number of persons of later demands: a cheaper flow
+//! that served `i` less would have a cycle through `i`'s unserved arc and a
+//! later one's of cost at most `path − M(i) + M(j) < 0`. So the least-cost
+//! flow is the allocation's lexicographic optimum, the same one the
+//! successive shortest paths in `ssp.rs` reach, found here by pivoting on
+//! the whole network at once instead of one demand at a time.
+//!
+//! Costs are whole micrometres (millimetres or metres where the penalties
+//! would overflow that), in `i64`: exact integers make the reduced cost of
+//! every tree arc exactly zero, so degenerate pivots cannot cycle, and the
+//! rounding changes no choice by more than that unit per person.
+//!
+//! # Candidates, exactly
+//!
+//! Each demand first lists its nearest [`CANDIDATES`] sites in range. Once
+//! the simplex is optimal on those arcs, every demand whose value `v(i) =
+//! −π(i)` could be beaten by a site it does not list (such a site is at
+//! least `next(i)` away and costs its price `p(t) = −π(t)` on top) looks at
+//! the sites in price order while `p(t) < v(i) − next(i)`, adds the arcs
+//! that price out negative, and the simplex goes on. When no arc is added
+//! the flow is optimal on the complete graph of all pairs in range.
+//!
+//! # Tree
+//!
+//! The first tree is the star at `T`: every demand unserved on its penalty
+//! arc, every site on its empty room arc. It is strongly feasible (each
+//! node can push flow to the root), and the leaving arc is chosen by
+//! Cunningham's rule (the last blocking arc met going round the cycle from
+//! the apex), which keeps it so. Each node keeps its parent, depth, tree arc
+//! and a list of children; a pivot re-roots the subtree that moves and
+//! refreshes depth and potentials over it. Entering arcs are chosen by
+//! block search (the most negative reduced cost in blocks of about √arcs).
+
+use super::{AllocParams, Allocation, Demand, Flow, Supply};
+use crate::core::geo::{chord_sq, m_to_chord_sq};
+use crate::core::kdtree::KdTree;
+
+/// Sites each demand lists before column generation asks for more.
+const CANDIDATES: usize = 16;
+
+/// Work (arcs priced plus nodes walked or refreshed) one solve may do
+/// before it gives up and the caller falls back. A tight 2,000 × 120
+/// instance needs about 18 million; 24 million take 150–200 ms here.
+pub(super) const WORK_BUDGET: u64 = 24_000_000;
+
+const NIL: u32 = u32::MAX;
+const LOWER: i8 = 1;
+const TREE: i8 = 0;
+const UPPER: i8 = -1;
+/// Capacity of an uncapacitated arc.
+const INF: i64 = i64::MAX / 4;
+
+/// Costs are whole units of `1 / scale` metres.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    per_m: f64,
+}
+
+impl Unit {
+    /// The finest of micrometres, millimetres and metres in which `max_m`
+    /// metres stay below 2⁶⁰, so that potentials and reduced costs (sums
+    /// of three such) never overflow.
+    fn for_largest(max_m: f64) -> Option<Unit> {
+        [1e6, 1e3, 1.0]
+            .into_iter()
+            .find(|per_m| max_m * per_m < (1u64 << 60) as f64)
+            .map(|per_m| Unit { per_m })
+    }
+
+    fn of(self, m: f64) -> i64 {
+        (m * self.per_m).round() as i64
+    }
+}
+
+/// The budget ran out before the flow was optimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OutOfWork;
+
+/// A min-cost flow network with its spanning-tree basis.
+#[derive(Debug, Default)]
+struct Network {
+    // Arcs.
+    src: Vec<u32>,
+    dst: Vec<u32>,
+    cost: Vec<i64>,
+    cap: Vec<i64>,
+    flow: Vec<i64>,
+    state: Vec<i8>,
+    // Nodes.
+    pi: Vec<i64>,
+    parent: Vec<u32>,
+    /// The tree arc to the parent.
+    pred: Vec<u32>,
+    /// Whether that arc points from the node to its parent.
+    up: Vec<bool>,
+    depth: Vec<u32>,
+    first_child: Vec<u32>,
+    next_sib: Vec<u32>,
+    prev_sib: Vec<u32>,
+    // Pricing and scratch.
+    next_arc: usize,
+    stem: Vec<u32>,
+    stack: Vec<u32>,
+    work: u64,
+}
+
+impl Network {
+    /// `nodes` nodes, the last of them the root, and no arcs yet.
+    fn new(nodes: usize) -> Self {
+        Network {
+            pi: vec![0; nodes],
+            parent: vec![NIL; nodes],
+            pred: vec![NIL; nodes],
+            up: vec![true; nodes],
+            depth: vec![0; nodes],
+            first_child: vec![NIL; nodes],
+            next_sib: vec![NIL; nodes],
+            prev_sib: vec![NIL; nodes],
+            ..Network::default()
+        }
+    }
+
+    fn root(&self) -> u32 {
+        (self.pi.len() - 1) as u32
+    }
+
+    /// Adds an arc at its lower bound (no flow); returns its number.
+    fn add_arc(&mut self, from: u32, to: u32, cost: i64, cap: i64) -> u32 {
+        self.src.push(from);
+        self.dst.push(to);
+        self.cost.push(cost);
+        self.cap.push(cap);
+        self.flow.push(0);
+        self.state.push(LOWER);
+        (self.src.len() - 1) as u32
+    }
+
+    /// Makes `arc` (from `node` to the root) `node`'s tree arc with `flow`.
+    fn hang_on_root(&mut self, node: u32, arc: u32, flow: i64) {
+        let (u, a) = (node as usize, arc as usize);
+        let root = self.root();
+        self.flow[a] = flow;
+        self.state[a] = TREE;
+        self.parent[u] = root;
+        self.pred[u] = arc;
+        self.up[u] = true;
+        self.depth[u] = 1;
+        self.pi[u] = self.pi[root as usize] - self.cost[a];
+        self.link(node, root);
+    }
+
+    fn link(&mut self, child: u32, parent: u32) {
+        let (c, p) = (child as usize, parent as usize);
+        let first = self.first_child[p];
+        self.next_sib[c] = first;
+        self.prev_sib[c] = NIL;
+        if first != NIL {
+            self.prev_sib[first as usize] = child;
+        }
+        self.first_child[p] = child;
+    }
+
+    fn unlink(&mut self, child: u32) {
+        let c = child as usize;
+        let (prev, next) = (self.prev_sib[c], self.next_sib[c]);
+        if prev != NIL {
+            self.next_sib[prev as usize] = next;
+        } else {
+            self.first_child[self.parent[c] as usize] = next;
+        }
+        if next != NIL {
+            self.prev_sib[next as usize] = prev;
+        }
+    }
+
+    fn reduced_cost(&self, a: usize) -> i64 {
+        self.cost[a] + self.pi[self.src[a] as usize] - self.pi[self.dst[a] as usize]
+    }
+
+    /// Pivots until no arc prices out negative, or the budget runs out.
+    fn optimise(&mut self, budget: u64) -> Result<(), OutOfWork> {
+        while let Some(arc) = self.entering() {
+            self.pivot(arc);
+            if self.work > budget {
+                return Err(OutOfWork);
+            }
+        }
+        Ok(())
+    }
+
+    /// Block search: the arc of most negative reduced cost (against its
+    /// bound) in the first block from where the last search stopped that
+    /// has one.
+    fn entering(&mut self) -> Option<u32> {
+        let m = self.src.len();
+        if m == 0 {
+            return None;
+        }
+        let block = ((m as f64).sqrt() as usize).max(10).min(m);
+        let (mut best, mut min) = (NIL, 0i64);
+        let mut a = self.next_arc % m;
+        let mut left = block;
+        let mut scanned = 0;
+        while scanned < m {
+            let s = self.state[a];
+            if s != TREE {
+                let c = i64::from(s) * self.reduced_cost(a);
+                if c < min {
+                    min = c;
+                    best = a as u32;
+                }
+            }
+            scanned += 1;
+            a += 1;
+            if a == m {
+                a = 0;
+            }
+            left -= 1;
+            if left == 0 {
+                if best != NIL {
+                    break;
+                }
+                left = block;
+            }
+        }
+        self.work += scanned as u64;
+        self.next_arc = a;
+        (best != NIL).then_some(best)
+    }
+
+    /// Sends flow round the cycle `arc` closes and swaps the blocking arc
+    /// out of the tree.
+    fn pivot(&mut self, arc: u32) {
+        let e = arc as usize;
+        let (s, t) = (self.src[e], self.dst[e]);
+        let (first, second) = if self.state[e] == LOWER { (s, t) } else { (t, s) };
+        // The apex: where the tree paths of both ends meet.
+        let (mut a, mut b) = (first, second);
+        while a != b {
+            let (da, db) = (self.depth[a as usize], self.depth[b as usize]);
+            if da >= db {
+                a = self.parent[a as usize];
+            }
+            if db >= da {
+                b = self.parent[b as usize];
+            }
+            self.work += 1;
+        }
+        let join = a;
+        // The blocking arc: on the first side the cycle runs down the tree,
+        // on the second side up it; ties go to the second side, the last
+        // met from the apex.
+        let mut delta = self.cap[e];
+        let (mut u_out, mut side) = (NIL, 0);
+        let mut u = first;
+        while u != join {
+            let (ui, p) = (u as usize, self.pred[u as usize] as usize);
+            let room = if self.up[ui] { self.flow[p] } else { self.cap[p] - self.flow[p] };
+            if room < delta {
+                delta = room;
+                u_out = u;
+                side = 1;
+            }
+            u = self.parent[ui];
+            self.work += 1;
+        }
+        let mut u = second;
+        while u != join {
+            let (ui, p) = (u as usize, self.pred[u as usize] as usize);
+            let room = if self.up[ui] { self.cap[p] - self.flow[p] } else { self.flow[p] };
+            if room <= delta {
+                delta = room;
+                u_out = u;
+                side = 2;
+            }
+            u = self.parent[ui];
+            self.work += 1;
+        }
+        // Every cycle passes a room or unserved arc of finite capacity or
+        // takes flow off an arc, so `delta` is finite.
+        if delta > 0 {
+            let val = i64::from(self.state[e]) * delta;
+            self.flow[e] += val;
+            let mut u = s;
+            while u != join {
+                let (ui, p) = (u as usize, self.pred[u as usize] as usize);
+                self.flow[p] += if self.up[ui] { -val } else { val };
+                u = self.parent[ui];
+            }
+            let mut u = t;
+            while u != join {
+                let (ui, p) = (u as usize, self.pred[u as usize] as usize);
+                self.flow[p] += if self.up[ui] { val } else { -val };
+                u = self.parent[ui];
+            }
+        }
+        if side == 0 {
+            // The entering arc blocks itself: it moves to its other bound.
+            self.state[e] = -self.state[e];
+            return;
+        }
+        let (u_in, v_in) = if side == 1 { (first, second) } else { (second, first) };
+        let leaving = self.pred[u_out as usize] as usize;
+        self.state[leaving] = if self.flow[leaving] == 0 { LOWER } else { UPPER };
+        self.state[e] = TREE;
+        self.rehang(arc, u_in, v_in, u_out);
+    }
+
+    /// Cuts the subtree of `u_out` off its parent, re-roots it at `u_in`
+    /// (which lies in it) and hangs it from `v_in` by `arc`; then refreshes
+    /// depth and potential over the moved subtree.
+    fn rehang(&mut self, arc: u32, u_in: u32, v_in: u32, u_out: u32) {
+        let mut stem = std::mem::take(&mut self.stem);
+        stem.clear();
+        let mut u = u_in;
+        loop {
+            stem.push(u);
+            if u == u_out {
+                break;
+            }
+            u = self.parent[u as usize];
+        }
+        for &u in &stem {
+            self.unlink(u);
+        }
+        // Reverse the stem: each node becomes the parent of its old parent,
+        // over the same arc, now pointing the other way.
+        for k in (0..stem.len() - 1).rev() {
+            let (child, parent) = (stem[k + 1] as usize, stem[k] as usize);
+            self.parent[child] = stem[k];
+            self.pred[child] = self.pred[parent];
+            self.up[child] = !self.up[parent];
+            self.link(stem[k + 1], stem[k]);
+        }
+        let ui = u_in as usize;
+        self.parent[ui] = v_in;
+        self.pred[ui] = arc;
+        self.up[ui] = self.src[arc as usize] == u_in;
+        self.link(u_in, v_in);
+        self.stem = stem;
+
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
+        stack.push(u_in);
+        while let Some(u) = stack.pop() {
+            let ui = u as usize;
+            let p = self.parent[ui] as usize;
+            let a = self.pred[ui] as usize;
+            self.depth[ui] = self.depth[p] + 1;
+            self.pi[ui] = if self.up[ui] { self.pi[p] - self.cost[a] } else { self.pi[p] + self.cost[a] };
+            let mut c = self.first_child[ui];
+            while c != NIL {
+                stack.push(c);
+                c = self.next_sib[c as usize];
+            }
+            self.work += 1;
+        }
+        self.stack = stack;
+    }
+}
+
+/// One demand's listed sites: (site number among the open sites, arc,
+/// great-circle metres).
+#[derive(Debug, Default)]
+struct Listed {
+    arcs: Vec<(u32, u32, f64)>,
+    /// Cost units to the nearest site in range not listed, at most; `None`
+    /// when every site in range is listed.
+    next: Option<i64>,
+}
+
+/// Solves exactly (the lexicographic optimum on every pair in range), or
+/// `None` when `budget` work units do not suffice.
+pub(super) fn solve(
+    demands: &[Demand],
+    supplies: &[Supply],
+    params: &AllocParams,
+    budget: u64,
+) -> Option<Allocation> {
+    let max_m = if params.max_distance_m.is_nan() { 0.0 } else { params.max_distance_m.max(0.0) };
+    let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
+    let open: Vec<u32> = (0..supplies.len() as u32).filter(|&j| supplies[j as usize].free > 0).collect();
+    let (n, m) = (demands.len(), open.len());
+    let tree = KdTree::new(
+        open.iter().enumerate().map(|(k, &j)| (supplies[j as usize].at.to_unit(), k as u32)).collect(),
+    );
+    let site_node = |k: u32| n as u32 + k;
+    let mut net = Network::new(n + m + 1);
+    let root = net.root();
+
+    // Penalty spacing: more than any simple path costs.
+    let spacing_m = (m as f64 + 2.0) * max_m + 1.0;
+    let unit = Unit::for_largest((n as f64 + 1.0) * spacing_m)?;
+    let spacing = unit.of(spacing_m);
+    for (k, &j) in open.iter().enumerate() {
+        let arc = net.add_arc(site_node(k as u32), root, 0, i64::from(supplies[j as usize].free));
+        net.hang_on_root(site_node(k as u32), arc, 0);
+    }
+    let mut unserved = Vec::with_capacity(n);
+    for (i, d) in demands.iter().enumerate() {
+        let penalty = (n - i) as i64 * spacing;
+        let arc = net.add_arc(i as u32, root, penalty, INF);
+        net.hang_on_root(i as u32, arc, i64::from(d.persons));
+        unserved.push(arc);
+    }
+
+    // First candidate lists.
+    let mut listed: Vec<Listed> = Vec::with_capacity(n);
+    let mut knn: Vec<(u32, f64)> = Vec::with_capacity(CANDIDATES + 1);
+    for (i, d) in demands.iter().enumerate() {
+        let mut l = Listed::default();
+        if d.persons > 0 {
+            tree.nearest(d.at.to_unit(), CANDIDATES + 1, max_chord2, &mut knn);
+            for &(k, _) in &knn {
+                let dist = d.at.distance_m(supplies[open[k as usize] as usize].at);
+                if dist > max_m {
+                    continue;
+                }
+                if l.arcs.len() == CANDIDATES {
+                    // Chord and great-circle order agree to far below a
+                    // micrometre; one micrometre of slack keeps it a bound.
+                    l.next = Some(unit.of(dist) - 1);
+                    break;
+                }
+                let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
+                l.arcs.push((k, arc, dist));
+            }
+        }
+        listed.push(l);
+    }
+
+    let units: Vec<[f64; 3]> = open.iter().map(|&j| supplies[j as usize].at.to_unit()).collect();
+    let mut by_price: Vec<u32> = (0..m as u32).collect();
+    loop {
+        net.optimise(budget).ok()?;
+        // Column generation: arcs beyond the lists that price out negative.
+        by_price.sort_by_key(|&k| -net.pi[site_node(k) as usize]);
+        let mut added = 0usize;
+        for (i, d) in demands.iter().enumerate() {
+            let Some(next) = listed[i].next else { continue };
+            let value = -net.pi[i];
+            let at = d.at.to_unit();
+            for &k in &by_price {
+                let price = -net.pi[site_node(k) as usize];
+                if price >= value - next {
+                    break;
+                }
+                net.work += 1;
+                if chord_sq(at, units[k as usize]) > max_chord2
+                    || listed[i].arcs.iter().any(|&(s, _, _)| s == k)
+                {
+                    continue;
+                }
+                let dist = d.at.distance_m(supplies[open[k as usize] as usize].at);
+                if dist > max_m || unit.of(dist) + price >= value {
+                    continue;
+                }
+                let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
+                listed[i].arcs.push((k, arc, dist));
+                added += 1;
+            }
+        }
+        if added == 0 {
+            break;
+        }
+        if net.work > budget {
+            return None;
+        }
+    }
+
+    let mut out = Allocation::default();
+    let mut mine: Vec<(f64, u32, u32)> = Vec::new();
+    for (i, d) in demands.iter().enumerate() {
+        mine.clear();
+        for &(k, arc, dist) in &listed[i].arcs {
+            let persons = net.flow[arc as usize];
+            if persons > 0 {
+                mine.push((dist, k, persons as u32));
+            }
+        }
+        mine.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for &(distance_m, k, persons) in &mine {
+            let site = supplies[open[k as usize] as usize].site;
+            out.flows.push(Flow { village: d.village, site, persons, distance_m });
+        }
+        let short = net.flow[unserved[i] as usize];
+        if short > 0 {
+            out.shortfall.push((d.village, short as u32));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::check_feasible;
+    use super::super::{AllocParams, Demand, Supply, exact};
+    use super::*;
+    use crate::core::geo::LatLon;
+    use crate::core::world::{SiteIdx, VillageIdx};
+    use proptest::prelude::*;
+
+    fn served(a: &Allocation, demands: &[Demand]) -> Vec<u64> {
+        demands
+            .iter()
+            .map(|d| a.flows.iter().filter(|f| f.village == d.village).map(|f| u64::from(f.persons)).sum())
+            .collect()
+    }
+
+    fn instance() -> impl Strategy<Value = (Vec<Demand>, Vec<Supply>, AllocParams)> {
+        (
+            prop::collection::vec((0.0f64..0.6, 0.0f64..0.6, 0u32..400), 1..40),
+            prop::collection::vec((0.0f64..0.6, 0.0f64..0.6, 0u32..500), 1..30),
+            20_000.0f64..80_000.0,
+        )
+            .prop_map(|(ds, ss, max_m)| {
+                let demands = ds
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (dlat, dlon, persons))| Demand {
+                        village: VillageIdx(i as u32),
+                        at: LatLon::new(38.0 + dlat, 69.0 + dlon).unwrap(),
+                        persons,
+                    })
+                    .collect();
+                let supplies = ss
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (dlat, dlon, free))| Supply {
+                        site: SiteIdx(j as u32),
+                        at: LatLon::new(38.0 + dlat, 69.0 + dlon).unwrap(),
+                        free,
+                    })
+                    .collect();
+                (demands, supplies, AllocParams { max_distance_m: max_m })
+            })
+    }
+
+    /// Out of budget it says so instead of answering; with enough it
+    /// answers exactly.
+    #[test]
+    fn a_spent_budget_gives_no_answer() {
+        let at = |lat: f64| LatLon::new(lat, 69.0).unwrap();
+        let demands: Vec<Demand> = (0..30)
+            .map(|i| Demand { village: VillageIdx(i), at: at(38.0 + 0.01 * f64::from(i)), persons: 40 })
+            .collect();
+        let supplies: Vec<Supply> = (0..8)
+            .map(|j| Supply { site: SiteIdx(j), at: at(38.05 + 0.03 * f64::from(j)), free: 100 })
+            .collect();
+        let params = AllocParams::default();
+        assert!(solve(&demands, &supplies, &params, 50).is_none());
+        let got = solve(&demands, &supplies, &params, u64::MAX).expect("no budget");
+        assert_eq!(got.placed(), 800);
+        assert_eq!(got.shortfall_total(), 400);
+        let want = exact::solve(&demands, &supplies, &params);
+        assert_eq!(served(&got, &demands), served(&want, &demands));
+        assert!((got.person_m() - want.person_m()).abs() <= 1e-9 * want.person_m());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The simplex serves the same persons per demand as the exact
+        /// reference, at the same person-metres, on instances tight and
+        /// loose, with more sites in range than a demand lists at first.
+        #[test]
+        fn the_simplex_reaches_the_exact_optimum((demands, supplies, params) in instance()) {
+            let got = solve(&demands, &supplies, &params, u64::MAX).expect("no budget");
+            check_feasible(&got, &demands, &supplies, &params);
+            let want = exact::solve(&demands, &supplies, &params);
+            prop_assert_eq!(served(&got, &demands), served(&want, &demands));
+            let (g, w) = (got.person_m(), want.person_m());
+            prop_assert!((g - w).abs() <= 1e-9 * w.max(1.0), "person-metres {} vs optimum {}", g, w);
+        }
+    }
+}
