@@ -46,18 +46,24 @@
 //! the apex), which keeps it so. Each node keeps its parent, depth, tree arc
 //! and a list of children; a pivot re-roots the subtree that moves and
 //! refreshes depth and potentials over it. Entering arcs are chosen by
-//! block search (the most negative reduced cost in blocks of about √arcs).
+//! block search (the most negative reduced cost in blocks of about 3√arcs).
 
 use super::{AllocParams, Allocation, Demand, Flow, Supply};
 use crate::core::geo::{chord_sq, m_to_chord_sq};
 use crate::core::kdtree::KdTree;
 
-/// Sites each demand lists before column generation asks for more.
-const CANDIDATES: usize = 16;
+/// Sites each demand lists before column generation asks for more. Fewer
+/// arcs make each pricing pass and pivot cheaper; those a demand turns out
+/// to need come in by column generation (eight beat 4, 6, 16 and 32 on the
+/// tight benchmark instances).
+const CANDIDATES: usize = 8;
+
+/// Arcs priced per block, as a multiple of √arcs (3 beat 0.3, 1, 5 and 10).
+const BLOCK_FACTOR: f64 = 3.0;
 
 /// Work (arcs priced plus nodes walked or refreshed) one solve may do
-/// before it gives up and the caller falls back. A tight 2,000 × 120
-/// instance needs about 18 million; 24 million take 150–200 ms here.
+/// before it gives up and the caller falls back. 24 million take about
+/// 100–150 ms here; a tight 2,000 × 120 instance needs about half.
 pub(super) const WORK_BUDGET: u64 = 24_000_000;
 
 const NIL: u32 = u32::MAX;
@@ -93,6 +99,20 @@ impl Unit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct OutOfWork;
 
+/// A node's place in the spanning tree.
+#[derive(Debug, Clone, Copy)]
+struct TreeNode {
+    parent: u32,
+    /// The tree arc to the parent.
+    pred: u32,
+    depth: u32,
+    first_child: u32,
+    next_sib: u32,
+    prev_sib: u32,
+    /// Whether the tree arc points from the node to its parent.
+    up: bool,
+}
+
 /// A min-cost flow network with its spanning-tree basis.
 #[derive(Debug, Default)]
 struct Network {
@@ -105,15 +125,7 @@ struct Network {
     state: Vec<i8>,
     // Nodes.
     pi: Vec<i64>,
-    parent: Vec<u32>,
-    /// The tree arc to the parent.
-    pred: Vec<u32>,
-    /// Whether that arc points from the node to its parent.
-    up: Vec<bool>,
-    depth: Vec<u32>,
-    first_child: Vec<u32>,
-    next_sib: Vec<u32>,
-    prev_sib: Vec<u32>,
+    node: Vec<TreeNode>,
     // Pricing and scratch.
     next_arc: usize,
     stem: Vec<u32>,
@@ -126,13 +138,18 @@ impl Network {
     fn new(nodes: usize) -> Self {
         Network {
             pi: vec![0; nodes],
-            parent: vec![NIL; nodes],
-            pred: vec![NIL; nodes],
-            up: vec![true; nodes],
-            depth: vec![0; nodes],
-            first_child: vec![NIL; nodes],
-            next_sib: vec![NIL; nodes],
-            prev_sib: vec![NIL; nodes],
+            node: vec![
+                TreeNode {
+                    parent: NIL,
+                    pred: NIL,
+                    depth: 0,
+                    first_child: NIL,
+                    next_sib: NIL,
+                    prev_sib: NIL,
+                    up: true
+                };
+                nodes
+            ],
             ..Network::default()
         }
     }
@@ -158,35 +175,36 @@ impl Network {
         let root = self.root();
         self.flow[a] = flow;
         self.state[a] = TREE;
-        self.parent[u] = root;
-        self.pred[u] = arc;
-        self.up[u] = true;
-        self.depth[u] = 1;
+        self.node[u].parent = root;
+        self.node[u].pred = arc;
+        self.node[u].up = true;
+        self.node[u].depth = 1;
         self.pi[u] = self.pi[root as usize] - self.cost[a];
         self.link(node, root);
     }
 
     fn link(&mut self, child: u32, parent: u32) {
         let (c, p) = (child as usize, parent as usize);
-        let first = self.first_child[p];
-        self.next_sib[c] = first;
-        self.prev_sib[c] = NIL;
+        let first = self.node[p].first_child;
+        self.node[c].next_sib = first;
+        self.node[c].prev_sib = NIL;
         if first != NIL {
-            self.prev_sib[first as usize] = child;
+            self.node[first as usize].prev_sib = child;
         }
-        self.first_child[p] = child;
+        self.node[p].first_child = child;
     }
 
     fn unlink(&mut self, child: u32) {
         let c = child as usize;
-        let (prev, next) = (self.prev_sib[c], self.next_sib[c]);
+        let (prev, next) = (self.node[c].prev_sib, self.node[c].next_sib);
         if prev != NIL {
-            self.next_sib[prev as usize] = next;
+            self.node[prev as usize].next_sib = next;
         } else {
-            self.first_child[self.parent[c] as usize] = next;
+            let parent = self.node[c].parent as usize;
+            self.node[parent].first_child = next;
         }
         if next != NIL {
-            self.prev_sib[next as usize] = prev;
+            self.node[next as usize].prev_sib = prev;
         }
     }
 
@@ -213,7 +231,7 @@ impl Network {
         if m == 0 {
             return None;
         }
-        let block = ((m as f64).sqrt() as usize).max(10).min(m);
+        let block = ((BLOCK_FACTOR * (m as f64).sqrt()) as usize).max(10).min(m);
         let (mut best, mut min) = (NIL, 0i64);
         let mut a = self.next_arc % m;
         let mut left = block;
@@ -254,12 +272,12 @@ impl Network {
         // The apex: where the tree paths of both ends meet.
         let (mut a, mut b) = (first, second);
         while a != b {
-            let (da, db) = (self.depth[a as usize], self.depth[b as usize]);
+            let (da, db) = (self.node[a as usize].depth, self.node[b as usize].depth);
             if da >= db {
-                a = self.parent[a as usize];
+                a = self.node[a as usize].parent;
             }
             if db >= da {
-                b = self.parent[b as usize];
+                b = self.node[b as usize].parent;
             }
             self.work += 1;
         }
@@ -271,26 +289,26 @@ impl Network {
         let (mut u_out, mut side) = (NIL, 0);
         let mut u = first;
         while u != join {
-            let (ui, p) = (u as usize, self.pred[u as usize] as usize);
-            let room = if self.up[ui] { self.flow[p] } else { self.cap[p] - self.flow[p] };
+            let (ui, p) = (u as usize, self.node[u as usize].pred as usize);
+            let room = if self.node[ui].up { self.flow[p] } else { self.cap[p] - self.flow[p] };
             if room < delta {
                 delta = room;
                 u_out = u;
                 side = 1;
             }
-            u = self.parent[ui];
+            u = self.node[ui].parent;
             self.work += 1;
         }
         let mut u = second;
         while u != join {
-            let (ui, p) = (u as usize, self.pred[u as usize] as usize);
-            let room = if self.up[ui] { self.cap[p] - self.flow[p] } else { self.flow[p] };
+            let (ui, p) = (u as usize, self.node[u as usize].pred as usize);
+            let room = if self.node[ui].up { self.cap[p] - self.flow[p] } else { self.flow[p] };
             if room <= delta {
                 delta = room;
                 u_out = u;
                 side = 2;
             }
-            u = self.parent[ui];
+            u = self.node[ui].parent;
             self.work += 1;
         }
         // Every cycle passes a room or unserved arc of finite capacity or
@@ -300,15 +318,15 @@ impl Network {
             self.flow[e] += val;
             let mut u = s;
             while u != join {
-                let (ui, p) = (u as usize, self.pred[u as usize] as usize);
-                self.flow[p] += if self.up[ui] { -val } else { val };
-                u = self.parent[ui];
+                let (ui, p) = (u as usize, self.node[u as usize].pred as usize);
+                self.flow[p] += if self.node[ui].up { -val } else { val };
+                u = self.node[ui].parent;
             }
             let mut u = t;
             while u != join {
-                let (ui, p) = (u as usize, self.pred[u as usize] as usize);
-                self.flow[p] += if self.up[ui] { val } else { -val };
-                u = self.parent[ui];
+                let (ui, p) = (u as usize, self.node[u as usize].pred as usize);
+                self.flow[p] += if self.node[ui].up { val } else { -val };
+                u = self.node[ui].parent;
             }
         }
         if side == 0 {
@@ -317,16 +335,20 @@ impl Network {
             return;
         }
         let (u_in, v_in) = if side == 1 { (first, second) } else { (second, first) };
-        let leaving = self.pred[u_out as usize] as usize;
+        let leaving = self.node[u_out as usize].pred as usize;
         self.state[leaving] = if self.flow[leaving] == 0 { LOWER } else { UPPER };
         self.state[e] = TREE;
-        self.rehang(arc, u_in, v_in, u_out);
+        // The moved subtree keeps its own tree arcs, so all its potentials
+        // shift by the one amount that zeroes the entering arc's reduced cost.
+        let rc = self.reduced_cost(e);
+        let shift = if s == u_in { -rc } else { rc };
+        self.rehang(arc, u_in, v_in, u_out, shift);
     }
 
     /// Cuts the subtree of `u_out` off its parent, re-roots it at `u_in`
     /// (which lies in it) and hangs it from `v_in` by `arc`; then refreshes
-    /// depth and potential over the moved subtree.
-    fn rehang(&mut self, arc: u32, u_in: u32, v_in: u32, u_out: u32) {
+    /// depth over the moved subtree and shifts its potentials by `shift`.
+    fn rehang(&mut self, arc: u32, u_in: u32, v_in: u32, u_out: u32, shift: i64) {
         let mut stem = std::mem::take(&mut self.stem);
         stem.clear();
         let mut u = u_in;
@@ -335,7 +357,7 @@ impl Network {
             if u == u_out {
                 break;
             }
-            u = self.parent[u as usize];
+            u = self.node[u as usize].parent;
         }
         for &u in &stem {
             self.unlink(u);
@@ -344,15 +366,15 @@ impl Network {
         // over the same arc, now pointing the other way.
         for k in (0..stem.len() - 1).rev() {
             let (child, parent) = (stem[k + 1] as usize, stem[k] as usize);
-            self.parent[child] = stem[k];
-            self.pred[child] = self.pred[parent];
-            self.up[child] = !self.up[parent];
+            self.node[child].parent = stem[k];
+            self.node[child].pred = self.node[parent].pred;
+            self.node[child].up = !self.node[parent].up;
             self.link(stem[k + 1], stem[k]);
         }
         let ui = u_in as usize;
-        self.parent[ui] = v_in;
-        self.pred[ui] = arc;
-        self.up[ui] = self.src[arc as usize] == u_in;
+        self.node[ui].parent = v_in;
+        self.node[ui].pred = arc;
+        self.node[ui].up = self.src[arc as usize] == u_in;
         self.link(u_in, v_in);
         self.stem = stem;
 
@@ -361,14 +383,13 @@ impl Network {
         stack.push(u_in);
         while let Some(u) = stack.pop() {
             let ui = u as usize;
-            let p = self.parent[ui] as usize;
-            let a = self.pred[ui] as usize;
-            self.depth[ui] = self.depth[p] + 1;
-            self.pi[ui] = if self.up[ui] { self.pi[p] - self.cost[a] } else { self.pi[p] + self.cost[a] };
-            let mut c = self.first_child[ui];
+            let p = self.node[ui].parent as usize;
+            self.node[ui].depth = self.node[p].depth + 1;
+            self.pi[ui] += shift;
+            let mut c = self.node[ui].first_child;
             while c != NIL {
                 stack.push(c);
-                c = self.next_sib[c as usize];
+                c = self.node[c as usize].next_sib;
             }
             self.work += 1;
         }
