@@ -267,8 +267,7 @@ impl<'a> Auction<'a> {
         params: &AllocParams,
         tree: KdTree<u32>,
     ) -> Option<Self> {
-        let max_m = if params.max_distance_m.is_nan() { 0.0 } else { params.max_distance_m.max(0.0) };
-        let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
+        let (max_m, max_chord2) = params.reach();
         let tiers = supplies
             .iter()
             .map(|s| {

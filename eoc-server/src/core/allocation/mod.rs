@@ -31,7 +31,7 @@ pub mod exact;
 mod simplex;
 mod ssp;
 
-use super::geo::LatLon;
+use super::geo::{LatLon, m_to_chord_sq};
 use super::kdtree::KdTree;
 use super::world::{SiteIdx, VillageIdx};
 
@@ -144,6 +144,17 @@ impl Allocation {
 pub struct AllocParams {
     /// Sites further than this from a village are never used for it, metres.
     pub max_distance_m: f64,
+}
+
+impl AllocParams {
+    /// The distance limit in metres (NaN and negative read as zero) and
+    /// the squared chord a k-d tree search of sites goes to: a hair wider,
+    /// so that sites exactly at the limit are not lost to rounding; the
+    /// great-circle check follows.
+    fn reach(&self) -> (f64, f64) {
+        let max_m = if self.max_distance_m.is_nan() { 0.0 } else { self.max_distance_m.max(0.0) };
+        (max_m, m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18)
+    }
 }
 
 impl Default for AllocParams {
@@ -273,7 +284,7 @@ mod tests {
     }
 
     /// Persons placed per demand, in demand order.
-    fn served(a: &Allocation, demands: &[Demand]) -> Vec<u64> {
+    pub(super) fn served(a: &Allocation, demands: &[Demand]) -> Vec<u64> {
         demands
             .iter()
             .map(|d| a.flows.iter().filter(|f| f.village == d.village).map(|f| u64::from(f.persons)).sum())
@@ -314,7 +325,7 @@ mod tests {
 
     /// The same persons served per demand at the optimum person-metres, or
     /// within 1 % of them when either side came from the auction.
-    fn assert_same_optimum(got: &Allocation, want: &Allocation, demands: &[Demand]) {
+    pub(super) fn assert_same_optimum(got: &Allocation, want: &Allocation, demands: &[Demand]) {
         assert_eq!(served(got, demands), served(want, demands), "served per demand");
         let (g, w) = (got.person_m(), want.person_m());
         if got.is_approximate() || want.is_approximate() {
@@ -362,15 +373,8 @@ mod tests {
     /// too contended for the exact solver's budget, too large for the
     /// auction's, not everybody fits.
     fn crowded() -> (Vec<Demand>, Vec<Supply>) {
-        let mut seed = 0x5EED_u64;
-        let mut unit = move || {
-            // SplitMix64.
-            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::core::synthetic::Rng::new(0x5EED);
+        let mut unit = move || rng.unit();
         let centres: Vec<(f64, f64)> = (0..12).map(|_| (37.5 + 2.0 * unit(), 68.5 + 3.0 * unit())).collect();
         let demands: Vec<Demand> = (0..1_200)
             .map(|i| {
@@ -553,7 +557,7 @@ mod tests {
     /// A random instance: villages and sites in a small box, some sharing a
     /// spot, some sites full, a distance limit that leaves some villages with
     /// no site at all, capacity from very tight to loose.
-    fn instance() -> impl Strategy<Value = (Vec<Demand>, Vec<Supply>, AllocParams)> {
+    pub(super) fn instance() -> impl Strategy<Value = (Vec<Demand>, Vec<Supply>, AllocParams)> {
         let spot = (38.0f64..39.0, 69.0f64..70.5);
         (
             prop::collection::vec(spot.clone(), 1..8),

@@ -50,7 +50,6 @@ use std::collections::{BinaryHeap, HashMap};
 
 use super::site_tree;
 use super::{AllocParams, Allocation, Demand, Flow, PriceHint, Supply, WarmStart};
-use crate::core::geo::m_to_chord_sq;
 use crate::core::kdtree::KdTree;
 use crate::core::world::{SiteIdx, VillageIdx};
 
@@ -214,10 +213,7 @@ pub(super) struct Solver<'a> {
 impl<'a> Solver<'a> {
     /// An empty flow with zero prices.
     pub(super) fn new(demands: &'a [Demand], supplies: &'a [Supply], params: &AllocParams) -> Self {
-        let max_m = if params.max_distance_m.is_nan() { 0.0 } else { params.max_distance_m.max(0.0) };
-        // A hair of slack on the chord so sites exactly at the limit are not
-        // lost to rounding; the great-circle check follows.
-        let max_chord2 = m_to_chord_sq(max_m) * (1.0 + 1e-12) + 1e-18;
+        let (max_m, max_chord2) = params.reach();
         let tree = site_tree(supplies);
         let (n, m) = (demands.len(), supplies.len());
         Solver {
