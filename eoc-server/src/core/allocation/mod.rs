@@ -16,11 +16,15 @@
 //!   1,000 demands, one that solver cannot finish in a fifth of a
 //!   millisecond of work, goes to an auction (`auction.rs`) when everybody
 //!   can be placed: near-optimal (within 1 % in the tests, 0.07 % on the
-//!   Tajikistan M7.2) in a fraction of the time. When room runs out, an
-//!   instance of up to [`SIMPLEX_MAX_PAIRS`] demand–site pairs goes to a
-//!   network simplex on the candidate graph (`simplex.rs`), exact within its
-//!   own budget; past either, the exact solver goes on within its budget and
-//!   places the rest greedily.
+//!   Tajikistan M7.2) in a fraction of the time. When room runs out
+//!   (or a larger contended instance spends the exact solver's budget),
+//!   the persons served per demand come first, exactly, from a priority
+//!   max-flow over in-range bitsets (`served.rs`); then a network simplex
+//!   on the candidate graph (`simplex.rs`) places exactly those persons at
+//!   the least person-metres, within its own budget and up to
+//!   [`SIMPLEX_MAX_PAIRS`] pairs in range. Past either, the max-flow's own
+//!   placement stands, flagged approximate: the right persons served, not
+//!   the least distance.
 //! - [`reallocate`] starts from the previous result and its site prices and
 //!   repairs only what a change broke.
 //! - [`exact`] is an independent reference solver on the complete graph,
@@ -28,6 +32,7 @@
 
 mod auction;
 pub mod exact;
+mod served;
 mod simplex;
 mod ssp;
 
@@ -173,9 +178,6 @@ impl Default for AllocParams {
 /// two demands.
 pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
     if demands.len() > AUCTION_MAX_DEMANDS {
-        if !simplex_may_finish(demands, supplies) {
-            return ssp::Solver::new(demands, supplies, params).solve_cold();
-        }
         if room_is_short(demands, supplies) {
             return short_of_room(demands, supplies, params);
         }
@@ -209,23 +211,43 @@ fn contended(demands: &[Demand], supplies: &[Supply], params: &AllocParams, tree
 }
 
 /// A contended instance the auction cannot take (not everybody fits) or
-/// too large for it: the network simplex, exact, when it can finish within
-/// its budget; else the exact solver on its own budget, placing what is left
-/// when that runs out greedily.
+/// too large for it. First the persons served per demand, exactly: a
+/// priority max-flow (`served.rs`, milliseconds). Then the network simplex
+/// places exactly those persons at the least person-metres, when the
+/// instance has at most [`SIMPLEX_MAX_PAIRS`] demand–site pairs in range and
+/// the simplex finishes within its budget. Past either, the max-flow's own
+/// placement stands: the right persons served, each at the nearest room
+/// the search left, flagged approximate.
 fn short_of_room(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -> Allocation {
-    simplex_may_finish(demands, supplies)
-        .then(|| simplex::solve(demands, supplies, params, simplex::WORK_BUDGET))
-        .flatten()
-        .unwrap_or_else(|| ssp::Solver::new(demands, supplies, params).solve_cold())
+    short_of_room_within(demands, supplies, params, SIMPLEX_MAX_PAIRS, simplex::WORK_BUDGET)
 }
 
-/// Whether an instance is small enough for the network simplex to finish
-/// a contended solve within its budget: up to [`SIMPLEX_MAX_PAIRS`]
-/// demand–site pairs. Beyond, its pivots grow past the budget (a tight
-/// 5,000 × 300 takes 1.4 s) and trying would only add its budget to the
-/// time the greedy fallback takes anyway.
-fn simplex_may_finish(demands: &[Demand], supplies: &[Supply]) -> bool {
-    demands.len().saturating_mul(supplies.len()) <= SIMPLEX_MAX_PAIRS
+/// [`short_of_room`] with the simplex's size gate and work budget given.
+fn short_of_room_within(
+    demands: &[Demand],
+    supplies: &[Supply],
+    params: &AllocParams,
+    max_pairs: usize,
+    budget: u64,
+) -> Allocation {
+    let served = served::solve(demands, supplies, params);
+    if served.pairs_in_range() > max_pairs {
+        return served.into_allocation();
+    }
+    let order: Vec<usize> = (0..demands.len()).filter(|&i| served.amounts[i] > 0).collect();
+    let fixed: Vec<Demand> =
+        order.iter().map(|&i| Demand { persons: served.amounts[i], ..demands[i] }).collect();
+    let seed: Vec<Vec<(u32, u32)>> = order.iter().map(|&i| served.sites(i)).collect();
+    let Some(placed) = simplex::solve(&fixed, supplies, params, &seed, budget) else {
+        return served.into_allocation();
+    };
+    let shortfall = demands
+        .iter()
+        .zip(&served.amounts)
+        .filter(|&(d, &n)| n < d.persons)
+        .map(|(d, &n)| (d.village, d.persons - n))
+        .collect();
+    Allocation { flows: placed.flows, shortfall, warm: None, approximate: false }
 }
 
 /// Whether the sites have less room in all than the demands want: then
@@ -237,8 +259,10 @@ fn room_is_short(demands: &[Demand], supplies: &[Supply]) -> bool {
     room < wanted
 }
 
-/// See [`simplex_may_finish`].
-const SIMPLEX_MAX_PAIRS: usize = 250_000;
+/// Demand–site pairs in range beyond which the network simplex is not
+/// tried: its pivots grow past its budget, and trying would only add the
+/// budget to the time the max-flow's placement takes anyway.
+const SIMPLEX_MAX_PAIRS: usize = 2_000_000;
 
 /// Re-allocates after a change (site room, demands, or both), warm-started
 /// from `previous`: flows that are still possible are kept with the prices
@@ -394,9 +418,9 @@ mod tests {
     }
 
     /// Where the exact solver runs out of budget and not everybody fits,
-    /// the network simplex still finds the optimum: the most exposed
-    /// villages served first, at the least person-metres, not flagged
-    /// approximate.
+    /// the max-flow and the network simplex still find the optimum: the
+    /// most exposed villages served first, at the least person-metres, not
+    /// flagged approximate.
     #[test]
     fn a_crowded_instance_beyond_the_exact_solvers_budget_is_solved_exactly() {
         let (demands, supplies) = crowded();
@@ -414,6 +438,42 @@ mod tests {
         assert!(served(&greedy, &demands) < served(&a, &demands) || greedy.person_m() > a.person_m());
         // The next change starts cold and finds the same optimum.
         assert_same_optimum(&reallocate(&a, &demands, &supplies, &params), &want, &demands);
+    }
+
+    /// When the simplex may not run (too many pairs in range) or runs out
+    /// of work, the persons served per demand are still the optimum's. On
+    /// the second instance the greedy placement the exact solver falls back
+    /// on leaves the second village out (the first took the only site it
+    /// can reach); the max-flow moves part of the first to its other site.
+    #[test]
+    fn past_the_simplex_the_most_exposed_are_still_served_first() {
+        let pair = (
+            vec![demand(0, p(38.0, 69.0), 100), demand(1, p(38.05, 69.0), 100)],
+            vec![supply(0, p(38.01, 69.0), 100), supply(1, p(37.95, 69.0), 60)],
+        );
+        for ((demands, supplies), params) in
+            [(crowded(), AllocParams::default()), (pair, AllocParams { max_distance_m: 8_000.0 })]
+        {
+            let want = exact::solve(&demands, &supplies, &params);
+            if demands.len() == 2 {
+                let greedy = ssp::Solver::new(&demands, &supplies, &params).with_budget(0).solve_cold();
+                assert_eq!(served(&greedy, &demands), [100, 0]);
+                assert_eq!(served(&want, &demands), [100, 60]);
+            }
+            for (max_pairs, budget) in [(0, u64::MAX), (usize::MAX, 0)] {
+                let a = short_of_room_within(&demands, &supplies, &params, max_pairs, budget);
+                check_feasible(&a, &demands, &supplies, &params);
+                assert!(a.is_approximate());
+                assert_eq!(
+                    served(&a, &demands),
+                    served(&want, &demands),
+                    "gate {max_pairs}, budget {budget}"
+                );
+                assert!(a.person_m() >= want.person_m() - 1e-6);
+                // The next change solves it exactly.
+                assert_same_optimum(&reallocate(&a, &demands, &supplies, &params), &want, &demands);
+            }
+        }
     }
 
     /// Once the budget is spent, each demand in turn fills the nearest

@@ -272,7 +272,9 @@ impl<'a> Solver<'a> {
         Ok(self.finish())
     }
 
-    /// Serves every demand in priority order from an empty flow.
+    /// Serves every demand in priority order from an empty flow, greedily
+    /// once the budget is spent.
+    #[cfg(test)]
     pub(super) fn solve_cold(mut self) -> Allocation {
         for i in 0..self.demands.len() {
             self.serve(i as u32);
