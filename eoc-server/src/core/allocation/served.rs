@@ -24,11 +24,13 @@
 //! and whose out-edges all stay inside it. No later search can pass through
 //! it (it could not leave it) and no placement can touch it (it has no
 //! room), so it stays that way: its sites are marked dead and never searched
-//! again. That bounds the failed searches by the number of sites.
+//! again. So at most one failed search per site visits anything.
 //!
-//! The placement the searches leave serves the right persons but pays no
-//! attention to distance beyond the nearest-first choice; `mod.rs` hands the
-//! amounts to the auction, which minimises person-metres for them.
+//! The placement the searches leave serves the right persons but pays
+//! little attention to distance (nearest room first, and on a chain of
+//! moves the persons who go least further); `mod.rs` hands the amounts to
+//! the network simplex (`simplex.rs`), which minimises person-metres for
+//! them, and keeps this placement only when the simplex cannot finish.
 
 use super::{AllocParams, Allocation, Demand, Flow, Supply};
 use crate::core::geo::{chord_sq, chord_sq_to_m, m_to_chord_sq};
