@@ -92,6 +92,19 @@ pub struct Allocation {
     /// Whether it is not proven minimal: placed by the auction, or, after
     /// the work budget ran out, partly greedily.
     approximate: bool,
+    /// The input an exact allocation without site prices (the network
+    /// simplex's) was made for, so that [`reallocate`] can keep it after a
+    /// change that cannot alter the optimum. Not persisted: a hint.
+    #[serde(skip)]
+    solved_for: Option<Box<SolvedFor>>,
+}
+
+/// See [`Allocation::solved_for`].
+#[derive(Debug, Clone, PartialEq)]
+struct SolvedFor {
+    max_distance_m: f64,
+    demands: Vec<Demand>,
+    supplies: Vec<Supply>,
 }
 
 impl Allocation {
@@ -247,7 +260,74 @@ fn short_of_room_within(
         .filter(|&(d, &n)| n < d.persons)
         .map(|(d, &n)| (d.village, d.persons - n))
         .collect();
-    Allocation { flows: placed.flows, shortfall, warm: None, approximate: false }
+    let solved_for = SolvedFor {
+        max_distance_m: params.max_distance_m,
+        demands: demands.to_vec(),
+        supplies: supplies.to_vec(),
+    };
+    Allocation {
+        flows: placed.flows,
+        shortfall,
+        warm: None,
+        approximate: false,
+        solved_for: Some(Box::new(solved_for)),
+    }
+}
+
+/// `previous` itself when it is still the optimum for the new input: it
+/// was exact for the same demands and distance limit, every site still has
+/// room for what it holds, and room grew only at sites `previous` did not
+/// fill. Shrinking room it still fits in only removes other placements; room
+/// growing where it was not binding changes no optimum (any better
+/// placement, mixed a little into `previous`, would have been a better one
+/// before). A capacity report at a site in range of a crowded alert is
+/// mostly one of these.
+fn still_optimal(
+    previous: &Allocation,
+    demands: &[Demand],
+    supplies: &[Supply],
+    params: &AllocParams,
+) -> Option<Allocation> {
+    let was = previous.solved_for.as_deref()?;
+    if previous.approximate
+        || was.max_distance_m.to_bits() != params.max_distance_m.to_bits()
+        || was.demands != demands
+    {
+        return None;
+    }
+    let mut load: std::collections::HashMap<SiteIdx, u64> = std::collections::HashMap::new();
+    for f in &previous.flows {
+        *load.entry(f.site).or_default() += u64::from(f.persons);
+    }
+    let old: std::collections::HashMap<SiteIdx, &Supply> = was.supplies.iter().map(|s| (s.site, s)).collect();
+    let mut seen = std::collections::HashSet::with_capacity(supplies.len());
+    if old.len() != was.supplies.len() {
+        return None;
+    }
+    for new in supplies {
+        if !seen.insert(new.site) {
+            return None;
+        }
+        let held = load.get(&new.site).copied().unwrap_or(0);
+        if u64::from(new.free) < held {
+            return None;
+        }
+        match old.get(&new.site) {
+            Some(o) if o.at != new.at => return None,
+            Some(o) if new.free > o.free && held >= u64::from(o.free) => return None,
+            Some(_) => {}
+            None if new.free > 0 => return None,
+            None => {}
+        }
+    }
+    if load.iter().any(|(site, &held)| held > 0 && !seen.contains(site)) {
+        return None;
+    }
+    let mut kept = previous.clone();
+    if let Some(w) = kept.solved_for.as_deref_mut() {
+        w.supplies = supplies.to_vec();
+    }
+    Some(kept)
 }
 
 /// Whether the sites have less room in all than the demands want: then
@@ -269,8 +349,10 @@ const SIMPLEX_MAX_PAIRS: usize = 2_000_000;
 /// that made them optimal, what the change broke is evicted and placed again.
 /// Serves the same persons per demand at the same total person-metres as
 /// [`allocate`] on the same input (ties between equally good flows may be
-/// broken differently). Falls back to [`allocate`] when `previous` carries
-/// no site prices (not made by this module, or by its network simplex), was
+/// broken differently). An exact allocation made by the network simplex is
+/// kept as it is when the change cannot alter its optimum (see
+/// [`still_optimal`]). Falls back to [`allocate`] when `previous` carries no
+/// site prices (not made by this module, or by its network simplex), was
 /// made under another distance limit, or the input lists a village or a
 /// site twice.
 pub fn reallocate(
@@ -279,6 +361,9 @@ pub fn reallocate(
     supplies: &[Supply],
     params: &AllocParams,
 ) -> Allocation {
+    if let Some(kept) = still_optimal(previous, demands, supplies, params) {
+        return kept;
+    }
     if let Some(warm) = &previous.warm
         && let Some(out) = ssp::Solver::new(demands, supplies, params).solve_warm(previous, warm)
     {
@@ -474,6 +559,47 @@ mod tests {
                 assert_same_optimum(&reallocate(&a, &demands, &supplies, &params), &want, &demands);
             }
         }
+    }
+
+    /// A capacity report that cannot change the optimum of a crowded
+    /// alert keeps its allocation without solving again: room shrinking to
+    /// no less than a site holds, or growing at a site with room to spare.
+    /// Room growing at a full site, or shrinking below what a site holds,
+    /// solves again. Either way the answer is the exact optimum.
+    #[test]
+    fn a_report_that_cannot_change_the_optimum_keeps_the_allocation() {
+        let (demands, mut supplies) = crowded();
+        // A large site at the northern edge of the villages' reach: room
+        // to spare.
+        supplies.push(supply(100, p(41.6, 70.0), 100_000));
+        let params = AllocParams::default();
+        let a = allocate(&demands, &supplies, &params);
+        assert!(!a.is_approximate() && a.solved_for.is_some());
+        let held = |s: &Supply| a.flows.iter().filter(|f| f.site == s.site).map(|f| f.persons).sum::<u32>();
+        let spare = supplies.iter().position(|s| held(s) < s.free).expect("a site with room to spare");
+        let full = supplies.iter().position(|s| held(s) == s.free && s.free > 0).expect("a full site");
+        let changed = |k: usize, free: u32| {
+            let mut out = supplies.clone();
+            out[k].free = free;
+            out
+        };
+        let cases = [
+            (changed(spare, supplies[spare].free + 500), true),
+            (changed(full, held(&supplies[full])), true),
+            (changed(spare, held(&supplies[spare])), true),
+            (changed(full, supplies[full].free + 500), false),
+            (changed(full, held(&supplies[full]) / 2), false),
+        ];
+        for (k, (after, keeps)) in cases.iter().enumerate() {
+            assert_eq!(still_optimal(&a, &demands, after, &params).is_some(), *keeps, "case {k}");
+            let got = reallocate(&a, &demands, after, &params);
+            check_feasible(&got, &demands, after, &params);
+            assert_same_optimum(&got, &exact::solve(&demands, after, &params), &demands);
+        }
+        // Other demands, or another distance limit, always solve again.
+        let fewer = &demands[..demands.len() - 1];
+        assert!(still_optimal(&a, fewer, &supplies, &params).is_none());
+        assert!(still_optimal(&a, &demands, &supplies, &AllocParams { max_distance_m: 299_000.0 }).is_none());
     }
 
     /// Once the budget is spent, each demand in turn fills the nearest
