@@ -192,6 +192,10 @@ fn bench_instance(c: &mut Criterion, villages: usize, sites: usize, tight: bool)
     g.bench_function("reallocate/grow_busiest_site", |b| {
         b.iter(|| reallocate(black_box(&cold), black_box(&inst.demands), black_box(&grown), &params))
     });
+    // A site reporting the room it had: nothing to change.
+    g.bench_function("reallocate/unchanged", |b| {
+        b.iter(|| reallocate(black_box(&cold), black_box(&inst.demands), black_box(&inst.supplies), &params))
+    });
     if t_exact < Duration::from_secs(2) {
         g.sample_size(10).warm_up_time(Duration::from_millis(1)).measurement_time(Duration::from_secs(1));
         g.bench_function("exact", |b| {
