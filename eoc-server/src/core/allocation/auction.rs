@@ -50,7 +50,7 @@
 use std::collections::VecDeque;
 
 use super::site_tree;
-use super::{AllocParams, Allocation, Demand, Flow, Supply};
+use super::{AllocParams, Allocation, Demand, Supply, flows_of};
 use crate::core::geo::{chord_sq_to_m, m_to_chord_sq};
 use crate::core::kdtree::KdTree;
 
@@ -623,16 +623,7 @@ impl<'a> Auction<'a> {
         }
         let mut out = Allocation { approximate: true, ..Allocation::default() };
         for (u, d) in self.demands.iter().enumerate() {
-            let mut mine: Vec<Flow> = per[u]
-                .iter()
-                .map(|&(t, persons)| Flow {
-                    village: d.village,
-                    site: self.supplies[t as usize].site,
-                    persons,
-                    distance_m: d.at.distance_m(self.supplies[t as usize].at),
-                })
-                .collect();
-            mine.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then(a.site.0.cmp(&b.site.0)));
+            let mine = flows_of(d, &per[u], self.supplies);
             out.flows.extend(mine);
         }
         out

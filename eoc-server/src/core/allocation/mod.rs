@@ -210,6 +210,22 @@ pub fn allocate(demands: &[Demand], supplies: &[Supply], params: &AllocParams) -
 /// (10⁵ villages with 1,000 sites would need seconds of bidding).
 const AUCTION_MAX_DEMANDS: usize = 1_000;
 
+/// The flows of demand `d` from `(position in supplies, persons)` pairs,
+/// nearest site first.
+fn flows_of(d: &Demand, placed: &[(u32, u32)], supplies: &[Supply]) -> Vec<Flow> {
+    let mut mine: Vec<Flow> = placed
+        .iter()
+        .map(|&(t, persons)| Flow {
+            village: d.village,
+            site: supplies[t as usize].site,
+            persons,
+            distance_m: d.at.distance_m(supplies[t as usize].at),
+        })
+        .collect();
+    mine.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then(a.site.0.cmp(&b.site.0)));
+    mine
+}
+
 /// The k-d tree of the sites of `supplies`, keyed by position in it.
 fn site_tree(supplies: &[Supply]) -> KdTree<u32> {
     KdTree::new(supplies.iter().enumerate().map(|(i, s)| (s.at.to_unit(), i as u32)).collect())
@@ -250,7 +266,7 @@ fn short_of_room_within(
     let order: Vec<usize> = (0..demands.len()).filter(|&i| served.amounts[i] > 0).collect();
     let fixed: Vec<Demand> =
         order.iter().map(|&i| Demand { persons: served.amounts[i], ..demands[i] }).collect();
-    let seed: Vec<Vec<(u32, u32)>> = order.iter().map(|&i| served.sites(i)).collect();
+    let seed: Vec<&[(u32, u32)]> = order.iter().map(|&i| served.sites(i)).collect();
     let Some(placed) = simplex::solve(&fixed, supplies, params, &seed, budget) else {
         return served.into_allocation();
     };
@@ -300,10 +316,10 @@ fn still_optimal(
         *load.entry(f.site).or_default() += u64::from(f.persons);
     }
     let old: std::collections::HashMap<SiteIdx, &Supply> = was.supplies.iter().map(|s| (s.site, s)).collect();
-    let mut seen = std::collections::HashSet::with_capacity(supplies.len());
     if old.len() != was.supplies.len() {
         return None;
     }
+    let mut seen = std::collections::HashSet::with_capacity(supplies.len());
     for new in supplies {
         if !seen.insert(new.site) {
             return None;

@@ -32,7 +32,7 @@
 //! the network simplex (`simplex.rs`), which minimises person-metres for
 //! them, and keeps this placement only when the simplex cannot finish.
 
-use super::{AllocParams, Allocation, Demand, Flow, Supply};
+use super::{AllocParams, Allocation, Demand, Supply, flows_of};
 use crate::core::geo::{chord_sq, chord_sq_to_m, m_to_chord_sq};
 
 const NONE: u32 = u32::MAX;
@@ -96,7 +96,8 @@ pub(super) struct Served<'a> {
 struct Search<'a> {
     demands: &'a [Demand],
     supplies: &'a [Supply],
-    /// Each site's unit vector.
+    /// Each demand's and each site's unit vector.
+    demand_units: Vec<[f64; 3]>,
     site_units: Vec<[f64; 3]>,
     /// Per demand, the sites with room in range.
     range: Rows,
@@ -128,12 +129,12 @@ impl<'a> Search<'a> {
         let surely_in = m_to_chord_sq(max_m) * (1.0 - 1e-9);
         let sites = supplies.len();
         let site_units: Vec<[f64; 3]> = supplies.iter().map(|s| s.at.to_unit()).collect();
+        let demand_units: Vec<[f64; 3]> = demands.iter().map(|d| d.at.to_unit()).collect();
         let mut range = Rows::new(demands.len(), sites);
-        for (i, d) in demands.iter().enumerate() {
+        for (i, (d, &u)) in demands.iter().zip(&demand_units).enumerate() {
             if d.persons == 0 {
                 continue;
             }
-            let u = d.at.to_unit();
             let row = range.row_mut(i);
             for (t, s) in supplies.iter().enumerate() {
                 if s.free == 0 {
@@ -146,44 +147,29 @@ impl<'a> Search<'a> {
             }
         }
         let words = range.words;
-        let mut s = Search {
+        let mut room = vec![0; words];
+        for (t, sup) in supplies.iter().enumerate() {
+            if sup.free > 0 {
+                set(&mut room, t);
+            }
+        }
+        Search {
             demands,
             supplies,
+            demand_units,
             site_units,
             range,
             users: vec![Vec::new(); sites],
             count: vec![0; sites * sites],
             out: Rows::new(sites, sites),
-            free: Vec::new(),
-            room: vec![0; words],
+            free: supplies.iter().map(|s| s.free).collect(),
+            room,
             dead: vec![0; words],
             placed: vec![Vec::new(); demands.len()],
             visited: vec![0; words],
             parent: vec![NONE; sites],
             queue: Vec::with_capacity(sites),
             path: Vec::new(),
-        };
-        s.clear();
-        s
-    }
-
-    /// Back to an empty placement.
-    fn clear(&mut self) {
-        for p in &mut self.placed {
-            p.clear();
-        }
-        for u in &mut self.users {
-            u.clear();
-        }
-        self.count.fill(0);
-        self.out.bits.fill(0);
-        self.dead.fill(0);
-        self.room.fill(0);
-        self.free = self.supplies.iter().map(|s| s.free).collect();
-        for (t, sup) in self.supplies.iter().enumerate() {
-            if sup.free > 0 {
-                set(&mut self.room, t);
-            }
         }
     }
 
@@ -205,15 +191,7 @@ impl<'a> Search<'a> {
         }
         mine.push((a as u32, n));
         self.users[a].push(d as u32);
-        let (count, out, sites) = (&mut self.count, &mut self.out, self.supplies.len());
-        let out_a = out.row_mut(a);
-        each_bit(self.range.row(d), |b| {
-            let c = &mut count[a * sites + b];
-            if *c == 0 {
-                set(out_a, b);
-            }
-            *c += 1;
-        });
+        self.recount(d, a, true);
     }
 
     /// Takes `n` persons of demand `d` away from site `a` (where it has at
@@ -229,13 +207,27 @@ impl<'a> Search<'a> {
         if let Some(k) = self.users[a].iter().position(|&u| u as usize == d) {
             self.users[a].swap_remove(k);
         }
+        self.recount(d, a, false);
+    }
+
+    /// Demand `d` now has persons at site `a` (`arrived`) or no longer:
+    /// the sites in its range gain or lose one reason to be reachable
+    /// from `a`.
+    fn recount(&mut self, d: usize, a: usize, arrived: bool) {
         let (count, out, sites) = (&mut self.count, &mut self.out, self.supplies.len());
         let out_a = out.row_mut(a);
         each_bit(self.range.row(d), |b| {
             let c = &mut count[a * sites + b];
-            *c -= 1;
-            if *c == 0 {
-                clear(out_a, b);
+            if arrived {
+                *c += 1;
+                if *c == 1 {
+                    set(out_a, b);
+                }
+            } else {
+                *c -= 1;
+                if *c == 0 {
+                    clear(out_a, b);
+                }
             }
         });
     }
@@ -247,7 +239,7 @@ impl<'a> Search<'a> {
     /// Places up to `need` more persons of demand `i` without taking any
     /// from the others (their persons may move); how many it placed.
     fn serve(&mut self, i: usize, need: u32) -> u32 {
-        let at = self.demands[i].at.to_unit();
+        let at = self.demand_units[i];
         let mut left = need;
         while left > 0 {
             // Room in range: the nearest site that has some.
@@ -284,7 +276,7 @@ impl<'a> Search<'a> {
                 let mut mover = (f64::INFINITY, 0u32, NONE);
                 for &d in &self.users[a] {
                     if has(self.range.row(d as usize), b) {
-                        let u = self.demands[d as usize].at.to_unit();
+                        let u = self.demand_units[d as usize];
                         let extra = chord_sq_to_m(chord_sq(u, self.site_units[b]))
                             - chord_sq_to_m(chord_sq(u, self.site_units[a]));
                         if extra < mover.0 {
@@ -367,16 +359,7 @@ impl<'a> Search<'a> {
     fn allocation(&self) -> Allocation {
         let mut out = Allocation { approximate: true, ..Allocation::default() };
         for (i, d) in self.demands.iter().enumerate() {
-            let mut mine: Vec<Flow> = self.placed[i]
-                .iter()
-                .map(|&(t, persons)| Flow {
-                    village: d.village,
-                    site: self.supplies[t as usize].site,
-                    persons,
-                    distance_m: d.at.distance_m(self.supplies[t as usize].at),
-                })
-                .collect();
-            mine.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then(a.site.0.cmp(&b.site.0)));
+            let mine = flows_of(d, &self.placed[i], self.supplies);
             let placed: u32 = mine.iter().map(|f| f.persons).sum();
             out.flows.extend(mine);
             let short = d.persons.saturating_sub(placed);
@@ -400,8 +383,8 @@ pub(super) fn solve<'a>(demands: &'a [Demand], supplies: &'a [Supply], params: &
 impl Served<'_> {
     /// Per demand, the sites (positions in the supplies) where the search
     /// placed its persons.
-    pub(super) fn sites(&self, i: usize) -> Vec<(u32, u32)> {
-        self.search.placed[i].clone()
+    pub(super) fn sites(&self, i: usize) -> &[(u32, u32)] {
+        &self.search.placed[i]
     }
 
     /// Demand–site pairs in range, counting sites with room only.

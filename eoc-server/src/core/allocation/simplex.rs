@@ -462,7 +462,7 @@ pub(super) fn solve(
     demands: &[Demand],
     supplies: &[Supply],
     params: &AllocParams,
-    seed: &[Vec<(u32, u32)>],
+    seed: &[&[(u32, u32)]],
     budget: u64,
 ) -> Option<Allocation> {
     let (max_m, max_chord2) = params.reach();
@@ -513,7 +513,7 @@ pub(super) fn solve(
                 let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
                 l.arcs.push((k, arc, dist));
             }
-            for &(j, _) in seed.get(i).map_or(&[][..], |s| &s[..]) {
+            for &(j, _) in seed.get(i).copied().unwrap_or_default() {
                 let Ok(k) = open.binary_search(&j) else { continue };
                 let k = k as u32;
                 let dist = d.at.distance_m(supplies[j as usize].at);
@@ -631,7 +631,7 @@ mod tests {
                 .zip(&served.amounts)
                 .map(|(d, &n)| Demand { persons: n, ..*d })
                 .collect();
-            let seed: Vec<Vec<(u32, u32)>> =
+            let seed: Vec<&[(u32, u32)]> =
                 if seeded { (0..demands.len()).map(|i| served.sites(i)).collect() } else { Vec::new() };
             let got = solve(&fixed, &supplies, &params, &seed, u64::MAX).expect("no budget");
             check_feasible(&got, &fixed, &supplies, &params);
