@@ -15,6 +15,11 @@
 # run, at each rate of LOAD_RATES (default "100 250 500" positions/s), and
 # ends with a table of both and their ratio:
 #   LOAD_RATES="250" LOAD_DASHBOARDS=1000 bash benches/load.sh fanout-peer
+# LOAD_ALERTS (default 5) sets how many earthquakes the chair posts in each
+# of eoc's fan-out runs and LOAD_ALERT_MAGNITUDE their magnitude (default
+# 6.0: 359 villages, a ~200 KB impact frame to every dashboard);
+# LOAD_PEER=0 leaves the peer's runs out. LOAD_WRAP prefixes the generator's
+# command (e.g. "/usr/bin/time -f %U+%S" for its own CPU time).
 #
 # `nearest-peer` measures nearest-site queries over HTTP (50 keep-alive
 # connections, k = 1 and 10) against Redis GEOSEARCH on the same sites and
@@ -32,8 +37,14 @@ ROOT=$PWD
 SCENARIOS=${*:-ingest-mqtt ingest-ws fanout}
 DURATION=${LOAD_SECONDS:-15}
 
-cargo build --release -p eoc-server --bins
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# LOAD_BIN names a directory of already built binaries (eoc-server,
+# eoc-load, eoc-naive-fanout) to measure instead, e.g. an older build.
+if [ -n "${LOAD_BIN:-}" ]; then
+  BIN=$LOAD_BIN
+else
+  cargo build --release -p eoc-server --bins
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -100,7 +111,7 @@ if [ "$NEED_MQTT" = 1 ]; then echo "$(mosquitto -h | head -1)"; fi
 fanout_run() {
   local name=$1; shift
   echo "-- $name (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-  "${GENERATOR[@]}" "$@" | tee "$WORK/run-$name"
+  ${LOAD_WRAP:-} "${GENERATOR[@]}" "$@" | tee "$WORK/run-$name"
 }
 # "deliveries/s p50 p99 p99.9 max cpu rss" of one run's report.
 fanout_figures() {
@@ -131,8 +142,10 @@ for s in $SCENARIOS; do
       done
       echo "== fan-out, eoc and the naive peer: positions/s to $DASHBOARDS dashboards, ${DURATION} s each"
       for rate in ${LOAD_RATES:-100 250 500}; do
-        fanout_run "eoc-$rate" --server-pid "$SERVER" --via mqtt --rate "$rate" --phones 2 --dashboards "$DASHBOARDS" --alerts 5
+        fanout_run "eoc-$rate" --server-pid "$SERVER" --via mqtt --rate "$rate" --phones 2 --dashboards "$DASHBOARDS" \
+          --alerts "${LOAD_ALERTS:-5}" --alert-magnitude "${LOAD_ALERT_MAGNITUDE:-6.0}"
         sleep 2
+        [ "${LOAD_PEER:-1}" = 0 ] && continue
         # The peer: the same dashboards and team deltas; --server-pid is the peer's.
         fanout_run "peer-$rate" --peer "127.0.0.1:$PEER_PORT" --server-pid "$PEER" --rate "$rate" --phones 1 \
           --dashboards "$DASHBOARDS"
@@ -143,8 +156,9 @@ for s in $SCENARIOS; do
       echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
       for rate in ${LOAD_RATES:-100 250 500}; do
         read -r ed e50 e99 e999 emax ecpu erss eal <<< "$(fanout_figures "eoc-$rate")"
-        read -r pd p50 p99 p999 pmax pcpu prss _ <<< "$(fanout_figures "peer-$rate")"
+        read -r pd p50 p99 p999 pmax pcpu prss _ <<< "$(fanout_figures "peer-$rate" 2>/dev/null)"
         echo "| $rate | eoc | $ed | $e50 | $e99 | $e999 | $emax | $ecpu | $erss | $eal |"
+        [ -f "$WORK/run-peer-$rate" ] || continue
         echo "| $rate | peer | $pd | $p50 | $p99 | $p999 | $pmax | $pcpu | $prss | - |"
         awk -v a="$ed" -v b="$pd" -v c="$e99" -v d="$p99" -v e="$ecpu" -v f="$pcpu" \
           'function r(x, y) { return y > 0 ? sprintf("%.2f×", x / y) : "-" }

@@ -77,8 +77,11 @@ pub const COALESCE_MS: u64 = 10;
 pub const SEND_BATCH: usize = 256;
 
 /// Read buffer of a connection, bytes; longer messages (up to
-/// `MAX_MESSAGE_BYTES`) are read in several reads.
-pub const WS_READ_BUFFER: usize = 8 * 1024;
+/// `MAX_MESSAGE_BYTES`) are read in several reads. The WebSocket library
+/// zeroes this much before every read attempt, and a connection tries to
+/// read each time it wakes to write frames (up to 100 times a second), so
+/// it is kept small: inbound messages are mostly a few hundred bytes.
+pub const WS_READ_BUFFER: usize = 2 * 1024;
 
 /// Largest frame written whole, bytes; a longer text message goes out as
 /// fragments of this size. It is also the write buffer's flush threshold, so
