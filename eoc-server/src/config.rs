@@ -188,12 +188,13 @@ pub struct JournalConfig {
     /// Take a snapshot after this many journal entries, so restart replays
     /// at most this many.
     pub snapshot_every: u64,
-    /// Least time between the starts of two journal commits, milliseconds
-    /// (0: commit as soon as the one before is done). Under load each
-    /// commit (one fsync) then takes what queued during this time, so
-    /// fsyncs stay a few hundred a second whatever the rate, at the cost of
-    /// up to this much more wait before an acknowledgement; an idle server
-    /// commits a lone message at once.
+    /// Least time between the starts of two journal commits of small
+    /// batches, milliseconds (0: commit as soon as the one before is done).
+    /// Under a moderate load each commit (one fsync) then takes what queued
+    /// during this time, at the cost of up to this much more wait before an
+    /// acknowledgement; an idle server commits a lone message at once, and
+    /// a batch of `writer::SPACED_BELOW` (64) entries or more is committed
+    /// without waiting.
     pub commit_interval_ms: u64,
 }
 

@@ -361,13 +361,22 @@ enum JournalJob {
 /// The row ids of an appended batch, or why it was not committed.
 type Committed = Result<Vec<i64>, JournalError>;
 
+/// Batches of at least this many entries are committed at once, without
+/// waiting out the commit interval: the interval is there so that one
+/// fsync is shared by many entries, and such a batch already shares it.
+/// In the ingest bench's paced pass this took the median wait for an
+/// answer from 4.1 to 2.9 ms at 40,000 positions a second and from 5.4 to
+/// 2.9–3.4 ms at 100,000, for 6–15 % more CPU at 40,000.
+pub const SPACED_BELOW: usize = 64;
+
 /// The journal thread: runs jobs in order until the writer lets go.
 ///
-/// A commit starts at least `interval` after the one before started: it
-/// waits out the rest, and meanwhile what arrives queues for the writer's
-/// next batch. Under load that makes commits fewer and batches larger (the
-/// fsync, not the entries, is most of a commit's cost); a commit after a
-/// quiet spell does not wait.
+/// A commit of fewer than [`SPACED_BELOW`] entries starts at least
+/// `interval` after the one before started: it waits out the rest, and
+/// meanwhile what arrives queues for the writer's next batch. Under a
+/// moderate load that makes commits fewer and batches larger (the fsync,
+/// not the entries, is most of a commit's cost); a commit after a quiet
+/// spell, or of a batch already large, does not wait.
 fn commit_loop(
     journal: &mut Journal,
     jobs_rx: std::sync::mpsc::Receiver<JournalJob>,
@@ -379,7 +388,8 @@ fn commit_loop(
     for job in jobs_rx {
         match job {
             JournalJob::Append { now_ms, subs, fresh } => {
-                if let Some(wait) = last_start.and_then(|at| interval.checked_sub(at.elapsed()))
+                if fresh.len() < SPACED_BELOW
+                    && let Some(wait) = last_start.and_then(|at| interval.checked_sub(at.elapsed()))
                     && !wait.is_zero()
                 {
                     std::thread::sleep(wait);
@@ -958,6 +968,70 @@ pub fn internal(command: crate::core::engine::Command) -> Submission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn positions(prefix: &str, n: usize) -> Vec<Submission> {
+        use eoc_protocol::messages::{Envelope, TeamPositionMsg};
+        (0..n)
+            .map(|k| {
+                let id = format!("{prefix}-{k}");
+                let ts = chrono::Utc::now();
+                Submission {
+                    command: crate::core::engine::Command::TeamPosition(TeamPositionMsg {
+                        envelope: Envelope { v: 1, id: id.clone(), ts },
+                        team_id: Some("t-1".to_owned()),
+                        lat: 38.5,
+                        lon: 68.7,
+                        accuracy_m: None,
+                        at: Some(ts),
+                        battery_pct: None,
+                        speed_mps: None,
+                        heading_deg: None,
+                        altitude_m: None,
+                    }),
+                    msg_id: Some(id),
+                    by: "test".to_owned(),
+                    edge: crate::bus::Edge::Http,
+                }
+            })
+            .collect()
+    }
+
+    /// A small batch waits out the commit interval since the commit before
+    /// it started; a batch of [`SPACED_BELOW`] entries or more is committed
+    /// at once. Three batches queued together, with a 400 ms interval: one
+    /// entry (committed at once, nothing before it), one entry (waits about
+    /// 400 ms), then a large batch (must not wait another 400 ms).
+    #[test]
+    fn only_small_batches_wait_out_the_commit_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path()).unwrap();
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<JournalJob>(4);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Committed>(4);
+        let interval = std::time::Duration::from_millis(400);
+        for (prefix, n) in [("a", 1), ("b", 1), ("c", SPACED_BELOW)] {
+            let subs = positions(prefix, n);
+            let fresh = Arc::new((0..n).collect());
+            jobs_tx.send(JournalJob::Append { now_ms: 0, subs: Arc::new(subs), fresh }).unwrap();
+        }
+        drop(jobs_tx);
+        let metrics = Metrics::default();
+        let started = Instant::now();
+        let mut done_at = Vec::new();
+        std::thread::scope(|scope| {
+            scope.spawn(|| commit_loop(&mut journal, jobs_rx, done_tx, &metrics, interval));
+            for committed in done_rx.iter() {
+                assert!(committed.is_ok_and(|rows| !rows.is_empty()));
+                done_at.push(started.elapsed());
+            }
+        });
+        assert_eq!(done_at.len(), 3);
+        assert!(done_at[1] >= interval, "the second lone entry waited only {:?}", done_at[1]);
+        let large_waited = done_at[2] - done_at[1];
+        assert!(
+            large_waited < interval / 2,
+            "the batch of {SPACED_BELOW} waited {large_waited:?} after the one before, as if spaced"
+        );
+    }
 
     fn ids(seen: &Seen) -> Vec<(i64, i64, u128)> {
         seen.order.iter().copied().collect()
