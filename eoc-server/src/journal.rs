@@ -17,7 +17,10 @@
 //! the writer stores, with the row it was reached at, the engine's whole
 //! state ([`crate::core::engine::EngineState`], with the row from which the
 //! message ids still deduplicated are read back out of the entries) and the
-//! snapshot view clients get. A start restores the
+//! snapshot view clients get. A periodic one is copied by the writer,
+//! rendered to JSON on a thread of its own and stored in the transaction of
+//! the next batch, so it shares that batch's fsync and holds up no commit.
+//! A start restores the
 //! last state and applies only the entries after it, so restart time is
 //! bounded by `snapshot_every`, not by the journal's length; the view
 //! proves the restore exact (or the writer falls back to a full replay).
@@ -30,6 +33,7 @@ use eoc_protocol::messages::{
     AlertMsg, SiteCapacityMsg, TaskAssignMsg, TaskUpdateMsg, TeamPositionMsg, TeamStatusMsg,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+use tracing::error;
 
 use crate::bus::{Edge, Submission};
 use crate::core::engine::Command;
@@ -123,6 +127,20 @@ pub fn decode(kind: &str, body: Option<&str>) -> Result<Command, String> {
     })
 }
 
+/// Inserts a checkpoint and drops all but the two latest.
+fn put_checkpoint(conn: &Connection, c: &Checkpoint) -> Result<(), JournalError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO checkpoints (row, seq, now_ms, snapshot, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.row, i64::try_from(c.seq).unwrap_or(i64::MAX), c.now_ms, c.snapshot_json, c.state_json],
+    )?;
+    // The one before is kept too, in case the last cannot be used.
+    conn.execute(
+        "DELETE FROM checkpoints WHERE row NOT IN (SELECT row FROM checkpoints ORDER BY row DESC LIMIT 2)",
+        [],
+    )?;
+    Ok(())
+}
+
 fn edge_of(label: &str) -> Option<Edge> {
     [Edge::Mqtt, Edge::Http, Edge::WebSocket, Edge::OwnTracks, Edge::OsmAnd, Edge::Internal]
         .into_iter()
@@ -171,7 +189,28 @@ impl Journal {
         now_ms: i64,
         batch: impl IntoIterator<Item = &'a Submission>,
     ) -> Result<Vec<i64>, JournalError> {
-        let tx = self.conn.transaction()?;
+        self.append_with_checkpoint(now_ms, batch, None)
+    }
+
+    /// [`Journal::append`], storing `checkpoint` (a state reached at an
+    /// earlier, committed row) in the same transaction, so the two share
+    /// one fsync.
+    pub fn append_with_checkpoint<'a>(
+        &mut self,
+        now_ms: i64,
+        batch: impl IntoIterator<Item = &'a Submission>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<Vec<i64>, JournalError> {
+        let mut tx = self.conn.transaction()?;
+        if let Some(c) = checkpoint {
+            // A checkpoint that cannot be stored must not cost the batch its
+            // commit: it is rolled back alone (a later one will come).
+            let point = tx.savepoint()?;
+            match put_checkpoint(&point, c) {
+                Ok(()) => point.commit()?,
+                Err(err) => error!(error = %err, row = c.row, "could not store a checkpoint"),
+            }
+        }
         let mut rows = Vec::new();
         {
             let mut insert = tx.prepare_cached(
@@ -250,15 +289,9 @@ impl Journal {
 
     /// Stores the snapshot reached after `row`.
     pub fn store_checkpoint(&mut self, c: &Checkpoint) -> Result<(), JournalError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO checkpoints (row, seq, now_ms, snapshot, state) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![c.row, i64::try_from(c.seq).unwrap_or(i64::MAX), c.now_ms, c.snapshot_json, c.state_json],
-        )?;
-        // The one before is kept too, in case the last cannot be used.
-        self.conn.execute(
-            "DELETE FROM checkpoints WHERE row NOT IN (SELECT row FROM checkpoints ORDER BY row DESC LIMIT 2)",
-            [],
-        )?;
+        let tx = self.conn.transaction()?;
+        put_checkpoint(&tx, c)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -287,5 +320,93 @@ impl Journal {
     pub fn flush(&mut self) -> Result<(), JournalError> {
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(id: &str) -> Submission {
+        use eoc_protocol::messages::{Envelope, TeamPositionMsg};
+        let ts = chrono::Utc::now();
+        Submission {
+            command: Command::TeamPosition(TeamPositionMsg {
+                envelope: Envelope { v: 1, id: id.to_owned(), ts },
+                team_id: Some("t-1".to_owned()),
+                lat: 38.5,
+                lon: 68.7,
+                accuracy_m: None,
+                at: Some(ts),
+                battery_pct: None,
+                speed_mps: None,
+                heading_deg: None,
+                altitude_m: None,
+            }),
+            msg_id: Some(id.to_owned()),
+            by: "test".to_owned(),
+            edge: Edge::Http,
+        }
+    }
+
+    fn checkpoint(row: i64) -> Checkpoint {
+        Checkpoint {
+            row,
+            seq: 7,
+            now_ms: 1,
+            snapshot_json: "{}".to_owned(),
+            state_json: Some("{}".to_owned()),
+        }
+    }
+
+    /// A checkpoint stored with a batch is there with the batch's entries
+    /// after a reopen, and only the two latest checkpoints are kept.
+    #[test]
+    fn a_checkpoint_stored_with_a_batch_is_kept_with_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path()).unwrap();
+        let rows = journal.append(1, &[position("a"), position("b")]).unwrap();
+        journal.store_checkpoint(&checkpoint(rows[0])).unwrap();
+        let later = journal.append_with_checkpoint(2, &[position("c")], Some(&checkpoint(rows[1]))).unwrap();
+        journal.append_with_checkpoint(3, &[position("d")], Some(&checkpoint(later[0]))).unwrap();
+        drop(journal);
+
+        let journal = Journal::open(dir.path()).unwrap();
+        assert_eq!(journal.last_checkpoint().unwrap().map(|c| c.row), Some(later[0]));
+        let mut ids = Vec::new();
+        journal
+            .replay(|e| {
+                ids.push(e.submission.msg_id.unwrap_or_default());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        let kept: i64 = journal.conn.query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 2);
+    }
+
+    /// A checkpoint that cannot be stored is dropped alone: the batch it
+    /// came with is still committed.
+    #[test]
+    fn a_checkpoint_that_cannot_be_stored_does_not_cost_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path()).unwrap();
+        journal
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let rows = journal.append_with_checkpoint(1, &[position("a")], Some(&checkpoint(1))).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(journal.last_checkpoint().unwrap().is_none());
+        let mut n = 0;
+        journal
+            .replay(|_| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

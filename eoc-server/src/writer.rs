@@ -94,8 +94,14 @@ struct StoredState {
     seen: Option<serde::de::IgnoredAny>,
 }
 
+/// The checkpoint thread's queue, and whether it is still rendering.
+struct Renderer<'a> {
+    tx: std::sync::mpsc::SyncSender<Box<PendingCheckpoint>>,
+    busy: &'a std::sync::atomic::AtomicBool,
+}
+
 /// A checkpoint copied from the writer's state, to be rendered and stored
-/// by the journal thread.
+/// by the checkpoint or the journal thread.
 #[derive(Debug)]
 struct PendingCheckpoint {
     row: i64,
@@ -354,6 +360,9 @@ enum JournalJob {
     Append { now_ms: i64, subs: Arc<Vec<Submission>>, fresh: Arc<Vec<usize>> },
     /// Render and store a checkpoint (errors are logged).
     Checkpoint(Box<PendingCheckpoint>),
+    /// Store a checkpoint rendered by the checkpoint thread, in the next
+    /// batch's transaction (or on its own after a quiet second).
+    Store(Box<Checkpoint>),
     /// Copy the WAL into the database (at shutdown).
     Flush,
 }
@@ -385,7 +394,17 @@ fn commit_loop(
     interval: std::time::Duration,
 ) {
     let mut last_start: Option<Instant> = None;
-    for job in jobs_rx {
+    // A rendered checkpoint waiting to share the next batch's fsync.
+    let mut to_store: Option<Box<Checkpoint>> = None;
+    loop {
+        let job = match jobs_rx.recv_timeout(STORE_ALONE_AFTER) {
+            Ok(job) => job,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                store_alone(journal, to_store.take());
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match job {
             JournalJob::Append { now_ms, subs, fresh } => {
                 if fresh.len() < SPACED_BELOW
@@ -396,7 +415,12 @@ fn commit_loop(
                 }
                 let t0 = Instant::now();
                 last_start = Some(t0);
-                let appended = journal.append(now_ms, fresh.iter().map(|&i| &subs[i]));
+                let checkpoint = to_store.take();
+                let appended = journal.append_with_checkpoint(
+                    now_ms,
+                    fresh.iter().map(|&i| &subs[i]),
+                    checkpoint.as_deref(),
+                );
                 metrics.journal_commit.observe(t0.elapsed());
                 // Let go of the batch before answering, so the writer gets
                 // it back without a copy.
@@ -411,11 +435,55 @@ fn commit_loop(
                     error!(error = %err, row, "could not store a checkpoint");
                 }
             }
+            JournalJob::Store(rendered) => {
+                // A newer one replaces one still waiting (both are states
+                // at committed rows; the later row is the one restored).
+                to_store = Some(rendered);
+            }
             JournalJob::Flush => {
+                store_alone(journal, to_store.take());
                 if let Err(err) = journal.flush() {
                     error!(error = %err, "could not flush the journal");
                 }
             }
+        }
+    }
+    store_alone(journal, to_store.take());
+}
+
+/// A checkpoint waiting for a batch stops waiting after this long without
+/// one, and is stored on its own.
+const STORE_ALONE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Stores a rendered checkpoint in a transaction of its own, if there is one.
+fn store_alone(journal: &mut Journal, checkpoint: Option<Box<Checkpoint>>) {
+    if let Some(c) = checkpoint
+        && let Err(err) = journal.store_checkpoint(&c)
+    {
+        error!(error = %err, row = c.row, "could not store a checkpoint");
+    }
+}
+
+/// The checkpoint thread: renders the state copies the writer hands it to
+/// JSON and passes them to the journal thread, which stores each with the
+/// next batch. Rendering (about a millisecond for the Tajikistan state)
+/// and a checkpoint's own fsync used to hold up the next commit.
+fn render_loop(
+    pending_rx: std::sync::mpsc::Receiver<Box<PendingCheckpoint>>,
+    jobs_tx: std::sync::mpsc::SyncSender<JournalJob>,
+    busy: &std::sync::atomic::AtomicBool,
+) {
+    for pending in pending_rx {
+        let row = pending.row;
+        let rendered = pending.render();
+        busy.store(false, Ordering::Release);
+        match rendered {
+            Ok(c) => {
+                if jobs_tx.send(JournalJob::Store(Box::new(c))).is_err() {
+                    return;
+                }
+            }
+            Err(err) => error!(error = %err, row, "could not render a checkpoint"),
         }
     }
 }
@@ -451,6 +519,8 @@ impl Writer {
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Committed>(2);
         let metrics = self.metrics.clone();
         let interval = self.commit_interval;
+        let (pending_tx, pending_rx) = std::sync::mpsc::sync_channel::<Box<PendingCheckpoint>>(1);
+        let busy = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             let journal = &mut journal;
             let committer = std::thread::Builder::new()
@@ -459,7 +529,16 @@ impl Writer {
             if let Err(err) = committer {
                 error!(error = %err, "could not start the journal thread; every submission is refused");
             }
-            self.pipeline(&jobs_tx, &done_rx);
+            let store_tx = jobs_tx.clone();
+            let busy = &busy;
+            let renderer = std::thread::Builder::new()
+                .name("eoc-checkpoint".to_owned())
+                .spawn_scoped(scope, move || render_loop(pending_rx, store_tx, busy));
+            if let Err(err) = renderer {
+                // Checkpoints are then rendered on the journal thread.
+                warn!(error = %err, "could not start the checkpoint thread");
+            }
+            self.pipeline(&jobs_tx, &done_rx, &Renderer { tx: pending_tx, busy });
             if let Err(err) = self.checkpoint(&jobs_tx) {
                 error!(error = %err, "could not checkpoint the journal at shutdown");
             }
@@ -477,6 +556,7 @@ impl Writer {
         &mut self,
         jobs_tx: &std::sync::mpsc::SyncSender<JournalJob>,
         done_rx: &std::sync::mpsc::Receiver<Committed>,
+        renderer: &Renderer<'_>,
     ) {
         let mut stopping = false;
         let mut inflight: Option<Prepared> = None;
@@ -528,7 +608,7 @@ impl Writer {
                 None => self.settle_previous(previous, committed),
             }
             if self.since_checkpoint >= self.snapshot_every
-                && let Err(err) = self.checkpoint(jobs_tx)
+                && let Err(err) = self.checkpoint_aside(jobs_tx, renderer)
             {
                 error!(error = %err, "could not store a checkpoint");
             }
@@ -895,11 +975,60 @@ impl Writer {
         let _ = reply.send(result);
     }
 
-    /// Renders a checkpoint of the state applied so far and queues it for
-    /// the journal thread (after the batches handed to it before).
+    /// Copies the state applied so far and queues it for the journal
+    /// thread, which renders and stores it after the batches handed to it
+    /// before (at shutdown: the last state, stored before the journal is
+    /// flushed).
     fn checkpoint(&mut self, jobs_tx: &std::sync::mpsc::SyncSender<JournalJob>) -> Result<(), JournalError> {
-        if self.last_row == 0 {
+        let Some(pending) = self.pending_checkpoint() else {
             return Ok(());
+        };
+        jobs_tx
+            .send(JournalJob::Checkpoint(Box::new(pending)))
+            .map_err(|_| JournalError::Stopped("the journal thread stopped".to_owned()))?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// A periodic checkpoint: the state copied here, rendered on the
+    /// checkpoint thread and stored with a later batch, so the journal
+    /// thread's commits do not wait for it. While the checkpoint thread is
+    /// still busy with the one before, this waits for a later batch.
+    fn checkpoint_aside(
+        &mut self,
+        jobs_tx: &std::sync::mpsc::SyncSender<JournalJob>,
+        renderer: &Renderer<'_>,
+    ) -> Result<(), JournalError> {
+        if renderer.busy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(pending) = self.pending_checkpoint() else {
+            return Ok(());
+        };
+        renderer.busy.store(true, Ordering::Release);
+        match renderer.tx.try_send(Box::new(pending)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                renderer.busy.store(false, Ordering::Release);
+                return Ok(());
+            }
+            // No checkpoint thread: the journal thread renders it.
+            Err(std::sync::mpsc::TrySendError::Disconnected(pending)) => {
+                renderer.busy.store(false, Ordering::Release);
+                jobs_tx
+                    .send(JournalJob::Checkpoint(pending))
+                    .map_err(|_| JournalError::Stopped("the journal thread stopped".to_owned()))?;
+            }
+        }
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// A copy of the state applied so far, to render and store; `None`
+    /// before anything was journalled.
+    fn pending_checkpoint(&mut self) -> Option<PendingCheckpoint> {
+        if self.last_row == 0 {
+            return None;
         }
         let seq = self.seq.load(Ordering::Acquire);
         // Copied under the read lock here; rendered to JSON and stored by
@@ -912,7 +1041,7 @@ impl Writer {
         while self.refused.front().is_some_and(|&r| r < seen_from_row) {
             self.refused.pop_front();
         }
-        let pending = PendingCheckpoint {
+        Some(PendingCheckpoint {
             row: self.last_row,
             seq,
             now_ms: self.last_now_ms,
@@ -923,12 +1052,7 @@ impl Writer {
                 refused_rows: self.refused.iter().copied().collect(),
                 seen: None,
             },
-        };
-        jobs_tx
-            .send(JournalJob::Checkpoint(Box::new(pending)))
-            .map_err(|_| JournalError::Stopped("the journal thread stopped".to_owned()))?;
-        self.since_checkpoint = 0;
-        Ok(())
+        })
     }
 }
 
