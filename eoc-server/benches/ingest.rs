@@ -38,6 +38,10 @@ use eoc_server::metrics::Metrics;
 use eoc_server::mqtt::inbound;
 use eoc_server::writer::{self, WriterMsg};
 
+// The server's allocator, so the writer and journal run as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Concurrent submitters (edge connections); each has one message in
 /// flight, so this bounds the writer's batch size.
 const SUBMITTERS: usize = 2048;
