@@ -13,7 +13,9 @@
 //! behind it, not only the one in hand) to its answer: journalled with
 //! fsync, applied to the index and its delta queued for fan-out. Rates are
 //! `EOC_BENCH_INGEST_RATES` (default "50000 100000" per second), each for
-//! `EOC_BENCH_INGEST_SECONDS` (default 5). `EOC_BENCH_SNAPSHOT_EVERY` and
+//! `EOC_BENCH_INGEST_SECONDS` (default 5), after a warm-up of
+//! `EOC_BENCH_INGEST_WARMUP` positions as fast as they are taken (default
+//! 1.1 × `DEDUP_MAX`, so the deduplication set is at its full size). `EOC_BENCH_SNAPSHOT_EVERY` and
 //! `EOC_BENCH_COMMIT_INTERVAL_MS` replace the shipped journal settings, and
 //! `EOC_BENCH_INGEST_METRICS` prints the server's metrics after the paced
 //! runs (the journal's commit times among them).
@@ -255,6 +257,15 @@ fn ingest_paced(_c: &mut Criterion) {
     let r = start(dir.path());
     let mut frames_rx = r.bus.subscribe();
     rt.spawn(async move { while frames_rx.recv().await.is_ok() || !frames_rx.is_empty() {} });
+    // Sustained means past the warm-up: until the writer remembers
+    // DEDUP_MAX message ids, its deduplication set grows by doubling, and
+    // each doubling (tens of MB copied and rehashed at the end) stalls it.
+    let warmup: usize = std::env::var("EOC_BENCH_INGEST_WARMUP")
+        .map_or(writer::DEDUP_MAX + writer::DEDUP_MAX / 10, |s| s.parse().unwrap());
+    if warmup > 0 {
+        let (elapsed, _) = rt.block_on(burst(&r, warmup));
+        eprintln!("ingest paced: warm-up of {warmup} positions in {elapsed:.2?}");
+    }
     for rate in rates {
         rt.block_on(paced(&r, rate, seconds));
     }
