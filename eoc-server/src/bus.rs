@@ -68,6 +68,33 @@ pub struct Submission {
     pub edge: Edge,
 }
 
+#[cfg(test)]
+impl Submission {
+    /// A position of team `t-1` with message id `id`, as the writer's and
+    /// the journal's tests send it.
+    pub(crate) fn test_position(id: &str) -> Submission {
+        use eoc_protocol::messages::{Envelope, TeamPositionMsg};
+        let ts = chrono::Utc::now();
+        Submission {
+            command: Command::TeamPosition(TeamPositionMsg {
+                envelope: Envelope { v: 1, id: id.to_owned(), ts },
+                team_id: Some("t-1".to_owned()),
+                lat: 38.5,
+                lon: 68.7,
+                accuracy_m: None,
+                at: Some(ts),
+                battery_pct: None,
+                speed_mps: None,
+                heading_deg: None,
+                altitude_m: None,
+            }),
+            msg_id: Some(id.to_owned()),
+            by: "test".to_owned(),
+            edge: Edge::Http,
+        }
+    }
+}
+
 /// What the writer did with a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {

@@ -327,28 +327,6 @@ impl Journal {
 mod tests {
     use super::*;
 
-    fn position(id: &str) -> Submission {
-        use eoc_protocol::messages::{Envelope, TeamPositionMsg};
-        let ts = chrono::Utc::now();
-        Submission {
-            command: Command::TeamPosition(TeamPositionMsg {
-                envelope: Envelope { v: 1, id: id.to_owned(), ts },
-                team_id: Some("t-1".to_owned()),
-                lat: 38.5,
-                lon: 68.7,
-                accuracy_m: None,
-                at: Some(ts),
-                battery_pct: None,
-                speed_mps: None,
-                heading_deg: None,
-                altitude_m: None,
-            }),
-            msg_id: Some(id.to_owned()),
-            by: "test".to_owned(),
-            edge: Edge::Http,
-        }
-    }
-
     fn checkpoint(row: i64) -> Checkpoint {
         Checkpoint {
             row,
@@ -365,10 +343,15 @@ mod tests {
     fn a_checkpoint_stored_with_a_batch_is_kept_with_its_entries() {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::open(dir.path()).unwrap();
-        let rows = journal.append(1, &[position("a"), position("b")]).unwrap();
+        let rows =
+            journal.append(1, &[Submission::test_position("a"), Submission::test_position("b")]).unwrap();
         journal.store_checkpoint(&checkpoint(rows[0])).unwrap();
-        let later = journal.append_with_checkpoint(2, &[position("c")], Some(&checkpoint(rows[1]))).unwrap();
-        journal.append_with_checkpoint(3, &[position("d")], Some(&checkpoint(later[0]))).unwrap();
+        let later = journal
+            .append_with_checkpoint(2, &[Submission::test_position("c")], Some(&checkpoint(rows[1])))
+            .unwrap();
+        journal
+            .append_with_checkpoint(3, &[Submission::test_position("d")], Some(&checkpoint(later[0])))
+            .unwrap();
         drop(journal);
 
         let journal = Journal::open(dir.path()).unwrap();
@@ -397,7 +380,9 @@ mod tests {
                 "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints BEGIN SELECT RAISE(ABORT, 'refused'); END;",
             )
             .unwrap();
-        let rows = journal.append_with_checkpoint(1, &[position("a")], Some(&checkpoint(1))).unwrap();
+        let rows = journal
+            .append_with_checkpoint(1, &[Submission::test_position("a")], Some(&checkpoint(1)))
+            .unwrap();
         assert_eq!(rows.len(), 1);
         assert!(journal.last_checkpoint().unwrap().is_none());
         let mut n = 0;

@@ -1094,30 +1094,7 @@ mod tests {
     use super::*;
 
     fn positions(prefix: &str, n: usize) -> Vec<Submission> {
-        use eoc_protocol::messages::{Envelope, TeamPositionMsg};
-        (0..n)
-            .map(|k| {
-                let id = format!("{prefix}-{k}");
-                let ts = chrono::Utc::now();
-                Submission {
-                    command: crate::core::engine::Command::TeamPosition(TeamPositionMsg {
-                        envelope: Envelope { v: 1, id: id.clone(), ts },
-                        team_id: Some("t-1".to_owned()),
-                        lat: 38.5,
-                        lon: 68.7,
-                        accuracy_m: None,
-                        at: Some(ts),
-                        battery_pct: None,
-                        speed_mps: None,
-                        heading_deg: None,
-                        altitude_m: None,
-                    }),
-                    msg_id: Some(id),
-                    by: "test".to_owned(),
-                    edge: crate::bus::Edge::Http,
-                }
-            })
-            .collect()
+        (0..n).map(|k| Submission::test_position(&format!("{prefix}-{k}"))).collect()
     }
 
     /// A small batch waits out the commit interval since the commit before
