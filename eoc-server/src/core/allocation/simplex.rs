@@ -60,7 +60,7 @@
 //! and for a few pivots after each from that block's negative arcs alone.
 
 use super::{AllocParams, Allocation, Demand, Flow, Supply};
-use crate::core::geo::chord_sq;
+use crate::core::geo::{chord_sq, units_to_m};
 use crate::core::kdtree::KdTree;
 
 /// Sites each demand lists before column generation asks for more. Fewer
@@ -549,6 +549,18 @@ impl Network {
     }
 }
 
+/// Great-circle metres between unit vectors `a` and `b` (squared chord
+/// `c2`), from the chord: within a few parts in 10¹⁴ of
+/// [`LatLon::distance_m`](crate::core::geo::LatLon::distance_m) and several
+/// times cheaper than its sines and cosines. Within a millimetre of the
+/// distance limit `max_m`, `exact` decides, so that a site is in range
+/// here exactly when it is for the other solvers. Flows report `exact`.
+#[inline]
+fn metres(a: [f64; 3], b: [f64; 3], c2: f64, max_m: f64, exact: impl FnOnce() -> f64) -> f64 {
+    let m = units_to_m(a, b, c2);
+    if (m - max_m).abs() < 1e-3 { exact() } else { m }
+}
+
 /// One demand's listed sites: (site number among the open sites, arc,
 /// great-circle metres).
 #[derive(Debug, Default)]
@@ -605,8 +617,10 @@ pub(super) fn solve(
         let mut l = Listed::default();
         if d.persons > 0 {
             tree.nearest(demand_units[i], CANDIDATES + 1, max_chord2, &mut knn);
-            for &(k, _) in &knn {
-                let dist = d.at.distance_m(supplies[open[k as usize] as usize].at);
+            for &(k, c2) in &knn {
+                let dist = metres(demand_units[i], units[k as usize], c2, max_m, || {
+                    d.at.distance_m(supplies[open[k as usize] as usize].at)
+                });
                 if dist > max_m {
                     continue;
                 }
@@ -621,8 +635,9 @@ pub(super) fn solve(
             }
             for &(j, _) in seed.get(i).copied().unwrap_or_default() {
                 let Ok(k) = open.binary_search(&j) else { continue };
-                let k = k as u32;
-                let dist = d.at.distance_m(supplies[j as usize].at);
+                let (u, k) = (units[k], k as u32);
+                let c2 = chord_sq(demand_units[i], u);
+                let dist = metres(demand_units[i], u, c2, max_m, || d.at.distance_m(supplies[j as usize].at));
                 if dist <= max_m && !l.arcs.iter().any(|&(s, _, _)| s == k) {
                     let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
                     l.arcs.push((k, arc, dist));
@@ -648,12 +663,13 @@ pub(super) fn solve(
                     break;
                 }
                 net.work += 1;
-                if chord_sq(at, units[k as usize]) > max_chord2
-                    || listed[i].arcs.iter().any(|&(s, _, _)| s == k)
-                {
+                let c2 = chord_sq(at, units[k as usize]);
+                if c2 > max_chord2 || listed[i].arcs.iter().any(|&(s, _, _)| s == k) {
                     continue;
                 }
-                let dist = d.at.distance_m(supplies[open[k as usize] as usize].at);
+                let dist = metres(at, units[k as usize], c2, max_m, || {
+                    d.at.distance_m(supplies[open[k as usize] as usize].at)
+                });
                 if dist > max_m || unit.of(dist) + price >= value {
                     continue;
                 }
@@ -681,9 +697,10 @@ pub(super) fn solve(
             }
         }
         mine.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for &(distance_m, k, persons) in &mine {
-            let site = supplies[open[k as usize] as usize].site;
-            out.flows.push(Flow { village: d.village, site, persons, distance_m });
+        for &(_, k, persons) in &mine {
+            let supply = &supplies[open[k as usize] as usize];
+            let distance_m = d.at.distance_m(supply.at);
+            out.flows.push(Flow { village: d.village, site: supply.site, persons, distance_m });
         }
         let short = net.flow[unserved[i] as usize];
         if short > 0 {
@@ -719,6 +736,26 @@ mod tests {
         assert_eq!(got.placed(), 750);
         assert!(got.shortfall.is_empty());
         assert_same_optimum(&got, &exact::solve(&demands, &supplies, &params), &demands);
+    }
+
+    /// A site exactly at the distance limit is in range, one a hair
+    /// beyond it is not, by the same great-circle metres every other solver
+    /// uses; the flow reports those metres.
+    #[test]
+    fn the_distance_limit_is_decided_by_the_exact_great_circle() {
+        let village = LatLon::new(38.5, 68.7).unwrap();
+        let site_at = LatLon::new(39.1, 69.9).unwrap();
+        let limit_m = village.distance_m(site_at);
+        let demands = [Demand { village: VillageIdx(0), at: village, persons: 40 }];
+        let supplies = [Supply { site: SiteIdx(0), at: site_at, free: 100 }];
+        let at_limit = AllocParams { max_distance_m: limit_m };
+        let got = solve(&demands, &supplies, &at_limit, &[], u64::MAX).expect("no budget");
+        assert_eq!(got.placed(), 40);
+        assert_eq!(got.flows[0].distance_m, limit_m);
+        let short_of_it = AllocParams { max_distance_m: limit_m.next_down() };
+        let got = solve(&demands, &supplies, &short_of_it, &[], u64::MAX).expect("no budget");
+        assert_eq!(got.placed(), 0);
+        assert_eq!(got.shortfall, vec![(VillageIdx(0), 40)]);
     }
 
     proptest! {
