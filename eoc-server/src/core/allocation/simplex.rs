@@ -107,8 +107,14 @@ impl Unit {
             .map(|per_m| Unit { per_m })
     }
 
+    /// `m` (never negative: a distance or the penalty) in whole units, to
+    /// the nearest by adding a half and truncating, which needs no call
+    /// into libm (a value a hair below a half may go up: one unit, far
+    /// below any choice). From 2⁵² on every value is whole already.
     fn of(self, m: f64) -> i64 {
-        (m * self.per_m).round() as i64
+        debug_assert!(m >= 0.0);
+        let x = m * self.per_m;
+        if x < 4_503_599_627_370_496.0 { (x + 0.5) as i64 } else { x as i64 }
     }
 }
 
@@ -123,6 +129,18 @@ enum Place {
     Detached,
     Inner,
     Leaf,
+}
+
+/// A block search in progress ([`Network::scan`]).
+struct Scan {
+    block: usize,
+    /// Arcs left in the current block.
+    left: usize,
+    best: u32,
+    min: i64,
+    /// The last source priced, and its potential.
+    last_src: u32,
+    last_pi: i64,
 }
 
 /// A node's place in the spanning tree.
@@ -202,6 +220,7 @@ impl Network {
 
     /// Adds an arc at its lower bound (no flow); returns its number.
     fn add_arc(&mut self, from: u32, to: u32, cost: i64, cap: i64) -> u32 {
+        debug_assert!(!self.node[to as usize].leafable, "arcs end at sites or the root, never at a leaf");
         self.src.push(from);
         self.dst.push(to);
         self.cost.push(cost);
@@ -321,7 +340,8 @@ impl Network {
     }
 
     fn reduced_cost(&self, a: usize) -> i64 {
-        self.cost[a] + self.pi_of(self.src[a] as usize) - self.pi_of(self.dst[a] as usize)
+        // Every arc ends at a site or the root, never at a leaf.
+        self.cost[a] + self.pi_of(self.src[a] as usize) - self.pi[self.dst[a] as usize]
     }
 
     /// Pivots until no arc prices out negative, or the budget runs out.
@@ -369,41 +389,57 @@ impl Network {
                 return Some(best);
             }
         }
-        self.cands.clear();
+        let mut cands = std::mem::take(&mut self.cands);
+        cands.clear();
         let block = ((BLOCK_FACTOR * (m as f64).sqrt()) as usize).max(10).min(m);
-        let (mut best, mut min) = (NIL, 0i64);
-        let mut a = self.next_arc % m;
-        let mut left = block;
-        let mut scanned = 0;
-        while scanned < m {
-            let s = self.state[a];
+        let start = self.next_arc % m;
+        let mut scan = Scan { block, left: block, best: NIL, min: 0, last_src: NIL, last_pi: 0 };
+        // From where the last search stopped to the end, then from the start.
+        let stop = match self.scan(start, m, &mut scan, &mut cands) {
+            Some(stop) => Some(stop),
+            None => self.scan(0, start, &mut scan, &mut cands),
+        };
+        let next = stop.unwrap_or(start);
+        self.work += if next > start { next - start } else { m - start + next } as u64;
+        self.next_arc = next % m;
+        self.cands = cands;
+        self.minor_left = MINOR_PIVOTS;
+        (scan.best != NIL).then_some(scan.best)
+    }
+
+    /// Prices arcs `from..to` for [`Network::entering`]: the negative ones go
+    /// to `cands`, the most negative to `scan.best`. Returns where it stopped
+    /// when a block ended with a negative arc found. Arcs of one source are
+    /// mostly next to each other, so its potential is looked up once per run.
+    fn scan(&self, from: usize, to: usize, scan: &mut Scan, cands: &mut Vec<u32>) -> Option<usize> {
+        let range = from..to;
+        let (state, cost) = (&self.state[range.clone()], &self.cost[range.clone()]);
+        let (src, dst) = (&self.src[range.clone()], &self.dst[range]);
+        for (k, (((&s, &c), &u), &v)) in state.iter().zip(cost).zip(src).zip(dst).enumerate() {
             if s != TREE {
-                let c = i64::from(s) * self.reduced_cost(a);
-                if c < 0 {
-                    self.cands.push(a as u32);
-                    if c < min {
-                        min = c;
-                        best = a as u32;
+                if u != scan.last_src {
+                    scan.last_src = u;
+                    scan.last_pi = self.pi_of(u as usize);
+                }
+                let rc = i64::from(s) * (c + scan.last_pi - self.pi[v as usize]);
+                if rc < 0 {
+                    let a = (from + k) as u32;
+                    cands.push(a);
+                    if rc < scan.min {
+                        scan.min = rc;
+                        scan.best = a;
                     }
                 }
             }
-            scanned += 1;
-            a += 1;
-            if a == m {
-                a = 0;
-            }
-            left -= 1;
-            if left == 0 {
-                if best != NIL {
-                    break;
+            scan.left -= 1;
+            if scan.left == 0 {
+                if scan.best != NIL {
+                    return Some(from + k + 1);
                 }
-                left = block;
+                scan.left = scan.block;
             }
         }
-        self.work += scanned as u64;
-        self.next_arc = a;
-        self.minor_left = MINOR_PIVOTS;
-        (best != NIL).then_some(best)
+        None
     }
 
     /// Sends flow round the cycle `arc` closes and swaps the blocking arc
@@ -664,13 +700,18 @@ pub(super) fn solve(
                 }
                 net.work += 1;
                 let c2 = chord_sq(at, units[k as usize]);
-                if c2 > max_chord2 || listed[i].arcs.iter().any(|&(s, _, _)| s == k) {
+                if c2 > max_chord2 {
                     continue;
                 }
                 let dist = metres(at, units[k as usize], c2, max_m, || {
                     d.at.distance_m(supplies[open[k as usize] as usize].at)
                 });
-                if dist > max_m || unit.of(dist) + price >= value {
+                // A listed arc never prices out negative here (the flow is
+                // optimal on them); the list is checked only to be sure.
+                if dist > max_m
+                    || unit.of(dist) + price >= value
+                    || listed[i].arcs.iter().any(|&(s, _, _)| s == k)
+                {
                     continue;
                 }
                 let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
