@@ -344,6 +344,51 @@ impl Network {
         self.cost[a] + self.pi_of(self.src[a] as usize) - self.pi[self.dst[a] as usize]
     }
 
+    /// Panics unless the basis is a consistent spanning tree at an optimum:
+    /// every node but the root hangs by a tree arc of reduced cost zero (a
+    /// leaf's potential derived), sits in its parent's list of leaves
+    /// exactly when it is a demand with no children, is one deeper than its
+    /// parent, and no arc prices out negative.
+    #[cfg(test)]
+    fn check_optimal_tree(&self) {
+        let root = self.root() as usize;
+        for u in 0..self.node.len() {
+            let n = &self.node[u];
+            let mut listed = 0;
+            for (first, place) in [(n.first_child, Place::Inner), (n.first_leaf, Place::Leaf)] {
+                let mut c = first;
+                while c != NIL {
+                    let child = &self.node[c as usize];
+                    assert_eq!(
+                        child.parent as usize, u,
+                        "node {c} is listed under {u}, its parent is {}",
+                        child.parent
+                    );
+                    assert_eq!(child.place, place, "node {c} is in the wrong list of {u}");
+                    listed += 1;
+                    c = child.next_sib;
+                }
+            }
+            let children =
+                (0..self.node.len()).filter(|&v| v != root && self.node[v].parent as usize == u).count();
+            assert_eq!(listed, children, "node {u} lists {listed} of its {children} children");
+            if u == root {
+                continue;
+            }
+            let want = if n.leafable && self.childless(u) { Place::Leaf } else { Place::Inner };
+            assert_eq!(n.place, want, "node {u} is kept as {:?}, should be {want:?}", n.place);
+            let a = n.pred as usize;
+            assert_eq!(self.state[a], TREE, "node {u} hangs by arc {a}, which is not in the tree");
+            assert_eq!(self.reduced_cost(a), 0, "tree arc {a} of node {u} has a reduced cost");
+            assert_eq!(self.depth_of(u), self.depth_of(n.parent as usize) + 1, "depth of node {u}");
+        }
+        for a in 0..self.src.len() {
+            if self.state[a] != TREE {
+                assert!(i64::from(self.state[a]) * self.reduced_cost(a) >= 0, "arc {a} prices out negative");
+            }
+        }
+    }
+
     /// Pivots until no arc prices out negative, or the budget runs out.
     fn optimise(&mut self, budget: u64) -> Result<(), OutOfWork> {
         while let Some(arc) = self.entering() {
@@ -686,6 +731,8 @@ pub(super) fn solve(
     let mut by_price: Vec<u32> = (0..m as u32).collect();
     loop {
         net.optimise(budget).ok()?;
+        #[cfg(test)]
+        net.check_optimal_tree();
         // Column generation: arcs beyond the lists that price out negative.
         by_price.sort_by_key(|&k| -net.pi[site_node(k) as usize]);
         let mut added = 0usize;
