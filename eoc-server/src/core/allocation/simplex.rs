@@ -78,9 +78,10 @@ const BLOCK_FACTOR: f64 = 3.0;
 const MINOR_PIVOTS: u32 = 8;
 
 /// Work (arcs priced plus nodes walked or refreshed) one solve may do
-/// before it gives up and the caller falls back: about 0.3 s here. A tight
-/// 5,000 × 300 instance needs about 16 million (75 ms of the simplex),
-/// 2,000 × 120 about 1.5 million, 1,000 × 60 about 0.45 million.
+/// before it gives up and the caller falls back: about 0.3 s here, at the
+/// rate the tight 5,000 × 300 instance runs (about 16 million units in
+/// 75 ms of the simplex); 2,000 × 120 needs about 1.5 million, 1,000 × 60
+/// about 0.45 million.
 pub(super) const WORK_BUDGET: u64 = 60_000_000;
 
 const NIL: u32 = u32::MAX;
@@ -642,11 +643,10 @@ fn metres(a: [f64; 3], b: [f64; 3], c2: f64, max_m: f64, exact: impl FnOnce() ->
     if (m - max_m).abs() < 1e-3 { exact() } else { m }
 }
 
-/// One demand's listed sites: (site number among the open sites, arc,
-/// great-circle metres).
+/// One demand's listed sites: (site number among the open sites, arc).
 #[derive(Debug, Default)]
 struct Listed {
-    arcs: Vec<(u32, u32, f64)>,
+    arcs: Vec<(u32, u32)>,
     /// Cost units to the nearest site in range not listed, at most; `None`
     /// when every site in range is listed.
     next: Option<i64>,
@@ -712,16 +712,16 @@ pub(super) fn solve(
                     break;
                 }
                 let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
-                l.arcs.push((k, arc, dist));
+                l.arcs.push((k, arc));
             }
             for &(j, _) in seed.get(i).copied().unwrap_or_default() {
                 let Ok(k) = open.binary_search(&j) else { continue };
                 let (u, k) = (units[k], k as u32);
                 let c2 = chord_sq(demand_units[i], u);
                 let dist = metres(demand_units[i], u, c2, max_m, || d.at.distance_m(supplies[j as usize].at));
-                if dist <= max_m && !l.arcs.iter().any(|&(s, _, _)| s == k) {
+                if dist <= max_m && !l.arcs.iter().any(|&(s, _)| s == k) {
                     let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
-                    l.arcs.push((k, arc, dist));
+                    l.arcs.push((k, arc));
                 }
             }
         }
@@ -757,12 +757,12 @@ pub(super) fn solve(
                 // optimal on them); the list is checked only to be sure.
                 if dist > max_m
                     || unit.of(dist) + price >= value
-                    || listed[i].arcs.iter().any(|&(s, _, _)| s == k)
+                    || listed[i].arcs.iter().any(|&(s, _)| s == k)
                 {
                     continue;
                 }
                 let arc = net.add_arc(i as u32, site_node(k), unit.of(dist), INF);
-                listed[i].arcs.push((k, arc, dist));
+                listed[i].arcs.push((k, arc));
                 added += 1;
             }
         }
@@ -775,20 +775,20 @@ pub(super) fn solve(
     }
 
     let mut out = Allocation::default();
+    // Flows report the exact great-circle metres, nearest site first.
     let mut mine: Vec<(f64, u32, u32)> = Vec::new();
     for (i, d) in demands.iter().enumerate() {
         mine.clear();
-        for &(k, arc, dist) in &listed[i].arcs {
+        for &(k, arc) in &listed[i].arcs {
             let persons = net.flow[arc as usize];
             if persons > 0 {
-                mine.push((dist, k, persons as u32));
+                mine.push((d.at.distance_m(supplies[open[k as usize] as usize].at), k, persons as u32));
             }
         }
         mine.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for &(_, k, persons) in &mine {
-            let supply = &supplies[open[k as usize] as usize];
-            let distance_m = d.at.distance_m(supply.at);
-            out.flows.push(Flow { village: d.village, site: supply.site, persons, distance_m });
+        for &(distance_m, k, persons) in &mine {
+            let site = supplies[open[k as usize] as usize].site;
+            out.flows.push(Flow { village: d.village, site, persons, distance_m });
         }
         let short = net.flow[unserved[i] as usize];
         if short > 0 {
